@@ -1,0 +1,21 @@
+# Self-supervised co-localization of MSI ion images (after Hu, Bindu & Laskin, Chem. Sci. 2022).
+# The pipeline, per data set in the sample sheet:
+#   imzML -> convert -> peaks -> ion_images
+# Every output lives under results/{dataset}/; see README.md for the table of outputs.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/preprocess.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,115 @@
+# Sample sheet and config: read, validate, and the helpers the rules use.
+import sys
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, "../config/schemas/config.schema.yaml")
+
+# Files the workflow makes itself, so the sheet may name them before they exist.
+DEMO_FILES = {
+    "resources/demo/demo.imzML",
+    "resources/demo/demo.ibd",
+    "resources/demo/demo_annotations.tsv",
+}
+SHEET_COLUMNS = ["dataset", "imzml", "annotations", "n_clusters", "mz_list"]
+
+
+def sheet_error(sheet, message):
+    """Stop before any job starts, with one line naming the sheet and the problem."""
+    return WorkflowError(f"sample sheet {sheet}: {message}")
+
+
+def _exists_or_made(path):
+    return path in DEMO_FILES or Path(path).is_file()
+
+
+def read_sheet(sheet):
+    """Read and validate the sample sheet; return {dataset: row dict}."""
+    if not Path(sheet).is_file():
+        raise sheet_error(sheet, "file not found (config key 'datasets')")
+    table = pd.read_csv(sheet, sep="\t", dtype=str, comment="#", skip_blank_lines=True)
+    table.columns = [c.strip() for c in table.columns]
+    unknown = sorted(set(table.columns) - set(SHEET_COLUMNS))
+    if unknown:
+        raise sheet_error(
+            sheet, f"unknown column(s) {unknown}; allowed: {SHEET_COLUMNS}"
+        )
+    for col in SHEET_COLUMNS:
+        if col not in table.columns:
+            table[col] = None
+    table = table.map(lambda v: v.strip() if isinstance(v, str) else v)
+    table = table.replace({"": None}).astype(object).where(table.notna(), None)
+    if table.empty:
+        raise sheet_error(sheet, "no data set rows")
+    with open(workflow.source_path("../config/schemas/datasets.schema.yaml")) as f:
+        validator = jsonschema.Draft202012Validator(yaml.safe_load(f))
+    rows = {}
+    for i, row in enumerate(table.to_dict("records"), start=2):
+        name = row["dataset"]
+        if row["n_clusters"] is not None:
+            try:
+                row["n_clusters"] = int(row["n_clusters"])
+            except ValueError:
+                raise sheet_error(
+                    sheet,
+                    f"line {i} ({name}): n_clusters '{row['n_clusters']}' is not an integer",
+                )
+        err = jsonschema.exceptions.best_match(validator.iter_errors(row))
+        if err is not None:
+            where = err.path[0] if err.path else "row"
+            raise sheet_error(sheet, f"line {i} ({name}): {where}: {err.message}")
+        if name in rows:
+            raise sheet_error(sheet, f"line {i}: duplicate dataset id '{name}'")
+        for col in ("imzml", "annotations", "mz_list"):
+            if row[col] is not None and not _exists_or_made(row[col]):
+                raise sheet_error(
+                    sheet, f"line {i} ({name}): {col} file not found: {row[col]}"
+                )
+        if ibd_path(row["imzml"]) is None:
+            raise sheet_error(
+                sheet, f"line {i} ({name}): no .ibd file beside {row['imzml']}"
+            )
+        rows[name] = row
+    return rows
+
+
+def ibd_path(imzml):
+    """The .ibd beside an imzML (same stem, either case), None if there is none."""
+    p = Path(imzml)
+    if imzml in DEMO_FILES:
+        return str(p.with_suffix(".ibd"))
+    for suffix in (".ibd", ".IBD"):
+        if p.with_suffix(suffix).is_file():
+            return str(p.with_suffix(suffix))
+    return None
+
+
+DATASETS = read_sheet(config["datasets"])
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+def dataset(wildcards):
+    return DATASETS[wildcards.dataset]
+
+
+def mz_list(wildcards):
+    """The data set's m/z list (sheet column, else config), or None to pick peaks."""
+    return dataset(wildcards)["mz_list"] or config["peaks"]["mz_list"]
+
+
+def all_outputs():
+    outputs = []
+    for name in DATASETS:
+        outputs += [
+            f"results/{name}/ion_images.h5",
+            f"results/{name}/ion_images.png",
+        ]
+    return outputs

@@ -1,0 +1,144 @@
+"""Spectral clustering of ion-image features on a k-nearest-neighbour graph."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+
+import numpy as np
+from sklearn.cluster import SpectralClustering
+from sklearn.neighbors import kneighbors_graph
+
+log = logging.getLogger(__name__)
+
+
+def check_cluster_args(n_samples: int, n_clusters: int, n_neighbors: int) -> int:
+    """Validate clustering sizes; return ``n_neighbors`` clipped to ``n_samples - 1``.
+
+    Parameters
+    ----------
+    n_samples
+        Number of things to cluster (ion images).
+    n_clusters
+        Requested number of clusters.
+    n_neighbors
+        Requested neighbours per node of the kNN graph.
+
+    Raises
+    ------
+    ValueError
+        With a one-line message a user can act on.
+    """
+    if n_clusters < 2:
+        raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
+    if n_samples < n_clusters:
+        raise ValueError(f"only {n_samples} ion images for n_clusters={n_clusters}")
+    if n_neighbors < 1:
+        raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
+    if n_neighbors >= n_samples:
+        log.warning("n_neighbors=%d >= %d ion images: using %d", n_neighbors, n_samples,
+                    n_samples - 1)
+        n_neighbors = n_samples - 1
+    return n_neighbors
+
+
+def default_eigen_solver() -> str:
+    """``"amg"`` when pyamg is installed, else ``"lobpcg"``: both are fast on large graphs.
+
+    ARPACK (sklearn's default) was measured ~40x slower at 20,000 points.
+    """
+    return "amg" if importlib.util.find_spec("pyamg") is not None else "lobpcg"
+
+
+def knn_graph(features: np.ndarray, n_neighbors: int = 10, *, normalize: bool = True):
+    """Symmetric kNN connectivity graph (cosine distance), as a sparse matrix.
+
+    Parameters
+    ----------
+    features
+        ``(n, d)`` feature vectors.
+    n_neighbors
+        Neighbours per node before symmetrisation.
+    normalize
+        L2-normalise the rows first (cosine neighbours are then also Euclidean neighbours).
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if normalize:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    graph = kneighbors_graph(x, n_neighbors, mode="connectivity", metric="cosine",
+                             include_self=False)
+    # Edge weight 1 if both are each other's neighbours, 0.5 if only one is.
+    return 0.5 * (graph + graph.T)
+
+
+def knn_spectral_clustering(
+    features: np.ndarray,
+    n_clusters: int,
+    *,
+    n_neighbors: int = 10,
+    random_state: int = 0,
+    normalize: bool = True,
+    eigen_solver: str | None = None,
+) -> np.ndarray:
+    """Cluster feature vectors by spectral clustering of their kNN graph.
+
+    Parameters
+    ----------
+    features
+        ``(n, d)`` feature vectors, one per ion image.
+    n_clusters
+        Number of clusters.
+    n_neighbors
+        Neighbours per node of the kNN graph (clipped to n - 1 with a warning).
+    random_state
+        Seed of the eigen solver and of the label discretisation.
+    normalize
+        L2-normalise the features before the cosine kNN search.
+    eigen_solver
+        ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; None picks
+        :func:`default_eigen_solver`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 labels in ``0..n_clusters-1``, cluster 0 the largest (see :func:`relabel_by_size`).
+    """
+    x = np.asarray(features)
+    if x.ndim != 2:
+        raise ValueError(f"features must be (n, d), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("features contain NaN or infinite values")
+    n_neighbors = check_cluster_args(x.shape[0], n_clusters, n_neighbors)
+    affinity = knn_graph(x, n_neighbors, normalize=normalize)
+    model = SpectralClustering(
+        n_clusters=n_clusters,
+        affinity="precomputed",
+        assign_labels="discretize",
+        eigen_solver=eigen_solver or default_eigen_solver(),
+        random_state=random_state,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = model.fit_predict(affinity)
+    for w in caught:
+        # "Graph is not fully connected" is expected for very distinct groups of ions.
+        log.info("spectral clustering: %s", w.message)
+    return relabel_by_size(labels)
+
+
+def relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels so that 0 is the largest cluster, 1 the next, ... (ties: first seen).
+
+    Parameters
+    ----------
+    labels
+        Integer labels of any values.
+    """
+    labels = np.asarray(labels)
+    values, first, counts = np.unique(labels, return_index=True, return_counts=True)
+    # Sort by decreasing size, then by first occurrence, so the result is order-stable.
+    order = np.lexsort((first, -counts))
+    new = np.empty(len(values), dtype=np.int64)
+    new[order] = np.arange(len(values))
+    return new[np.searchsorted(values, labels)]

@@ -1,0 +1,565 @@
+"""imzML reading and the workflow's HDF5 spectra file.
+
+pyimzml parses the XML (the slow, irregular part); the binary ``.ibd`` is then read in
+chunks of whole pixels with one ``read`` per chunk, so memory is bounded by the chunk size,
+not by the number of pixels. Every spectrum is checked on the way (finite, sorted) and the
+file pair as a whole before any data is read (UUID, size, checksum, coordinates).
+
+Layout of ``spectra.h5`` (one group per topic, all arrays indexed by pixel in file order):
+
+``spectra/mz``, ``spectra/intensity``
+    processed mode: all spectra concatenated (CSR); ``spectra/offsets`` (n_pixels + 1) marks
+    where each pixel starts. Continuous mode: ``spectra/mz`` is the shared axis and
+    ``spectra/intensity`` is (n_pixels, n_mz).
+``pixels/coords`` (n, 3) original 1-based x, y, z; ``pixels/row``, ``pixels/col`` 0-based image
+    position (bounding box of the measured pixels); ``pixels/tic``, ``pixels/rms``,
+    ``pixels/n_peaks``.
+``mean_spectrum/mz``, ``/intensity``, ``/pixel_count``
+    mean intensity over all pixels and number of pixels with signal, on the native axis
+    (continuous) or on a ppm-spaced grid (processed).
+Root attributes: source file, uuid, mode, image_shape, pixel size, polarity, n_pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import math
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from msicoloc import InputError
+
+log = logging.getLogger(__name__)
+
+ACC_CONTINUOUS = "IMS:1000030"
+ACC_PROCESSED = "IMS:1000031"
+ACC_UUID = "IMS:1000080"
+ACC_MD5 = "IMS:1000090"
+ACC_SHA1 = "IMS:1000091"
+ACC_MAX_X = "IMS:1000042"
+ACC_MAX_Y = "IMS:1000043"
+ACC_PIXEL_X = "IMS:1000046"
+ACC_PIXEL_Y = "IMS:1000047"
+
+
+@dataclass
+class ImzMLIndex:
+    """Where every spectrum lives in the ``.ibd``, plus the file's metadata."""
+
+    imzml: Path
+    ibd: Path
+    coords: np.ndarray  # (n, 3) int64, 1-based x, y, z
+    mz_offsets: np.ndarray
+    mz_lengths: np.ndarray
+    int_offsets: np.ndarray
+    int_lengths: np.ndarray
+    mz_dtype: np.dtype
+    int_dtype: np.dtype
+    continuous: bool
+    uuid: str | None = None
+    checksum: tuple[str, str] | None = None  # (algorithm, hex digest)
+    max_xy: tuple[int | None, int | None] = (None, None)
+    pixel_size_um: tuple[float | None, float | None] = (None, None)
+    polarity: str | None = None
+    spectrum_type: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_pixels(self) -> int:
+        return len(self.coords)
+
+
+def find_ibd(imzml: Path) -> Path:
+    """The ``.ibd`` beside ``imzml`` (same stem, any case of the suffix)."""
+    for candidate in (imzml.with_suffix(".ibd"), imzml.with_suffix(".IBD")):
+        if candidate.is_file():
+            return candidate
+    for candidate in imzml.parent.glob(imzml.stem + ".*"):
+        if candidate.suffix.lower() == ".ibd":
+            return candidate
+    raise InputError(imzml.with_suffix(".ibd"), "the .ibd binary file beside the imzML is missing")
+
+
+def read_index(imzml: str | Path, *, verify_checksum: bool = True) -> ImzMLIndex:
+    """Parse the imzML XML and check it against its ``.ibd`` before reading any data."""
+    from pyimzml.ImzMLParser import ImzMLParser
+
+    imzml = Path(imzml)
+    if not imzml.is_file():
+        raise InputError(imzml, "file not found")
+    ibd = find_ibd(imzml)
+    try:
+        parser = ImzMLParser(str(imzml), ibd_file=None)
+    except Exception as err:  # lxml/ElementTree/pyimzml raise many types for broken XML
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(imzml, f"malformed imzML XML ({msg})") from None
+    if parser.mzPrecision is None or parser.intensityPrecision is None:
+        raise InputError(imzml, "no m/z or intensity array description (referenceableParamGroup)")
+    if not parser.coordinates:
+        raise InputError(imzml, "the file contains no spectra")
+
+    fd = parser.metadata.file_description.param_by_accession
+    idx = ImzMLIndex(
+        imzml=imzml,
+        ibd=ibd,
+        coords=np.asarray(parser.coordinates, dtype=np.int64),
+        mz_offsets=np.asarray(parser.mzOffsets, dtype=np.int64),
+        mz_lengths=np.asarray(parser.mzLengths, dtype=np.int64),
+        int_offsets=np.asarray(parser.intensityOffsets, dtype=np.int64),
+        int_lengths=np.asarray(parser.intensityLengths, dtype=np.int64),
+        mz_dtype=np.dtype(parser.mzPrecision).newbyteorder("<"),
+        int_dtype=np.dtype(parser.intensityPrecision).newbyteorder("<"),
+        continuous=ACC_CONTINUOUS in fd,
+        uuid=_norm_uuid(fd.get(ACC_UUID)),
+        polarity=parser.polarity,
+        spectrum_type=parser.spectrum_mode,
+    )
+    if fd.get(ACC_SHA1):
+        idx.checksum = ("sha1", str(fd[ACC_SHA1]).strip().lower())
+    elif fd.get(ACC_MD5):
+        idx.checksum = ("md5", str(fd[ACC_MD5]).strip().lower())
+    if ACC_CONTINUOUS not in fd and ACC_PROCESSED not in fd:
+        # The mode is mandatory in imzML 1.1; infer it rather than refuse an old file.
+        idx.continuous = bool(np.all(idx.mz_offsets == idx.mz_offsets[0]))
+    idx.max_xy, idx.pixel_size_um = _scan_settings(parser)
+    _check_index(idx)
+    if verify_checksum:
+        _check_checksum(idx)
+    return idx
+
+
+def _norm_uuid(value: object) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    text = re.sub(r"[{}\-\s]", "", str(value)).lower()
+    try:
+        return str(uuid.UUID(hex=text))
+    except ValueError:
+        return text
+
+
+def _scan_settings(parser) -> tuple[tuple, tuple]:
+    d = parser.imzmldict
+    max_xy = (d.get("max count of pixels x"), d.get("max count of pixels y"))
+    size = (d.get("pixel size x"), d.get("pixel size y"))
+    if size[1] is None and size[0] is not None:
+        size = (size[0], size[0])  # imzML writers often give only x for square pixels
+    return (
+        tuple(int(v) if v is not None else None for v in max_xy),
+        tuple(float(v) if v is not None else None for v in size),
+    )
+
+
+def _check_index(idx: ImzMLIndex) -> None:
+    ibd_size = idx.ibd.stat().st_size
+    if ibd_size < 16:
+        raise InputError(idx.ibd, f"truncated: {ibd_size} bytes, not even the 16-byte UUID header")
+    with open(idx.ibd, "rb") as f:
+        head = f.read(16)
+    if idx.uuid is not None and str(uuid.UUID(bytes=head)) != idx.uuid:
+        raise InputError(
+            idx.ibd,
+            f"UUID {uuid.UUID(bytes=head)} does not match the imzML's {idx.uuid}: "
+            "the .ibd belongs to another imzML",
+        )
+    if np.any(idx.mz_lengths != idx.int_lengths):
+        i = int(np.flatnonzero(idx.mz_lengths != idx.int_lengths)[0])
+        raise InputError(
+            idx.imzml,
+            f"spectrum {i}: m/z array has {idx.mz_lengths[i]} values, "
+            f"intensity array {idx.int_lengths[i]}",
+        )
+    if np.any(idx.mz_offsets < 16) or np.any(idx.int_offsets < 16):
+        raise InputError(idx.imzml, "an array offset points into the .ibd's UUID header")
+    end = max(
+        int((idx.mz_offsets + idx.mz_lengths * idx.mz_dtype.itemsize).max()),
+        int((idx.int_offsets + idx.int_lengths * idx.int_dtype.itemsize).max()),
+    )
+    if end > ibd_size:
+        raise InputError(
+            idx.ibd, f"truncated: the imzML needs {end} bytes, the file has {ibd_size}"
+        )
+    if idx.continuous and np.any(idx.mz_lengths != idx.mz_lengths[0]):
+        raise InputError(idx.imzml, "continuous mode but spectra have different lengths")
+    if np.all(idx.int_lengths == 0):
+        raise InputError(idx.imzml, "every spectrum is empty: there is no data to analyse")
+    _check_coords(idx)
+
+
+def _check_coords(idx: ImzMLIndex) -> None:
+    xy = idx.coords
+    if np.any(xy < 1):
+        i = int(np.flatnonzero((xy < 1).any(axis=1))[0])
+        raise InputError(
+            idx.imzml,
+            f"spectrum {i}: coordinate {tuple(xy[i].tolist())} below 1 (imzML is 1-based)",
+        )
+    for axis, limit in zip("xy", idx.max_xy, strict=True):
+        col = xy[:, "xy".index(axis)]
+        if limit is not None and np.any(col > limit):
+            i = int(np.argmax(col > limit))
+            raise InputError(
+                idx.imzml,
+                f"spectrum {i}: {axis} = {col[i]} beyond 'max count of pixels {axis}' = {limit}",
+            )
+    _, first, counts = np.unique(xy, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        dup = xy[first[np.argmax(counts > 1)]]
+        raise InputError(
+            idx.imzml,
+            f"{int((counts > 1).sum())} duplicate pixel coordinates, e.g. {tuple(dup.tolist())}",
+        )
+
+
+def _check_checksum(idx: ImzMLIndex) -> None:
+    if idx.checksum is None:
+        return
+    algo, expected = idx.checksum
+    h = hashlib.new(algo)
+    with open(idx.ibd, "rb") as f:
+        while block := f.read(1 << 24):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise InputError(
+            idx.ibd,
+            f"{algo.upper()} checksum {h.hexdigest()} does not match the imzML's {expected}",
+        )
+
+
+@dataclass
+class Chunk:
+    """Spectra of pixels ``start:stop`` (processed: concatenated; continuous: a matrix)."""
+
+    start: int
+    stop: int
+    mz: np.ndarray
+    intensity: np.ndarray
+    offsets: np.ndarray  # (stop - start + 1), relative to this chunk's arrays
+
+
+def chunk_bounds(lengths: np.ndarray, max_values: int, max_pixels: int | None = None) -> list[int]:
+    """Pixel indices cutting ``lengths`` into runs of at most ``max_values`` values each.
+
+    A single pixel longer than the budget gets a chunk of its own.
+    """
+    n = len(lengths)
+    cum = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        stop = int(np.searchsorted(cum, cum[start] + max_values, side="right")) - 1
+        stop = max(stop, start + 1)
+        if max_pixels is not None:
+            stop = min(stop, start + max_pixels)
+        bounds.append(min(stop, n))
+    return bounds
+
+
+def iter_imzml_chunks(idx: ImzMLIndex, *, max_values: int = 4_000_000) -> Iterator[Chunk]:
+    """Read, check and yield the spectra chunk by chunk (bounded memory)."""
+    shared_mz = (
+        _read_array(idx, idx.mz_offsets[0], idx.mz_lengths[0], idx.mz_dtype)
+        if (idx.continuous)
+        else None
+    )
+    if shared_mz is not None:
+        _check_values(idx, shared_mz, None, np.array([0, len(shared_mz)]), 0)
+    with open(idx.ibd, "rb") as f:
+        bounds = chunk_bounds(idx.int_lengths, max_values)
+        for start, stop in itertools.pairwise(bounds):
+            if shared_mz is None:
+                mz = _gather(
+                    f, idx.mz_offsets[start:stop], idx.mz_lengths[start:stop], idx.mz_dtype
+                )
+            else:
+                mz = shared_mz
+            inten = _gather(
+                f, idx.int_offsets[start:stop], idx.int_lengths[start:stop], idx.int_dtype
+            )
+            offsets = np.concatenate([[0], np.cumsum(idx.int_lengths[start:stop])])
+            _check_values(idx, None if shared_mz is not None else mz, inten, offsets, start)
+            if shared_mz is not None:
+                inten = inten.reshape(stop - start, len(shared_mz))
+            yield Chunk(start, stop, mz, inten, offsets)
+
+
+def _read_array(idx: ImzMLIndex, offset: int, length: int, dtype: np.dtype) -> np.ndarray:
+    with open(idx.ibd, "rb") as f:
+        f.seek(int(offset))
+        return np.frombuffer(f.read(int(length) * dtype.itemsize), dtype=dtype)
+
+
+def _gather(f, offsets: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Concatenate arrays stored at ``offsets`` with one read of the byte span they cover."""
+    nbytes = lengths * dtype.itemsize
+    out = np.empty(int(lengths.sum()), dtype=dtype.newbyteorder("="))
+    if len(out) == 0:
+        return out
+    lo = int(offsets.min())
+    hi = int((offsets + nbytes).max())
+    # Usual layouts interleave m/z and intensity arrays, so the span is about twice the
+    # bytes wanted; read it whole. Odd layouts with far-apart arrays are read piece by piece.
+    if hi - lo <= 4 * int(nbytes.sum()) + (1 << 20):
+        f.seek(lo)
+        buf = f.read(hi - lo)
+        rel = offsets - lo
+    else:
+        buf, rel = None, None
+    pos = 0
+    for i in range(len(offsets)):
+        n = int(lengths[i])
+        if n == 0:
+            continue
+        if buf is not None:
+            out[pos : pos + n] = np.frombuffer(buf, dtype=dtype, count=n, offset=int(rel[i]))
+        else:
+            f.seek(int(offsets[i]))
+            out[pos : pos + n] = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype)
+        pos += n
+    return out
+
+
+def _check_values(
+    idx: ImzMLIndex,
+    mz: np.ndarray | None,
+    inten: np.ndarray | None,
+    offsets: np.ndarray,
+    start: int,
+) -> None:
+    """Refuse non-finite values and m/z arrays that are not ascending."""
+    for name, arr in (("m/z", mz), ("intensity", inten)):
+        if arr is not None and not np.isfinite(arr).all():
+            i = _pixel_of(int(np.flatnonzero(~np.isfinite(arr))[0]), offsets) + start
+            raise InputError(
+                idx.ibd, f"spectrum {i} at {_xy(idx, i)}: {name} array has NaN or infinite values"
+            )
+    if mz is not None and len(mz) > 1:
+        bad = np.diff(mz) < 0
+        # a drop across a pixel boundary is a new spectrum starting, not disorder
+        inner = offsets[1:-1]
+        bad[inner[(inner > 0) & (inner < len(mz))] - 1] = False
+        if bad.any():
+            i = _pixel_of(int(np.flatnonzero(bad)[0]), offsets) + start
+            raise InputError(
+                idx.ibd, f"spectrum {i} at {_xy(idx, i)}: m/z values are not in ascending order"
+            )
+
+
+def _pixel_of(value_index: int, offsets: np.ndarray) -> int:
+    return int(np.searchsorted(offsets, value_index, side="right")) - 1
+
+
+def _xy(idx: ImzMLIndex, i: int) -> str:
+    return f"x={idx.coords[i, 0]}, y={idx.coords[i, 1]}"
+
+
+class LogGridAccumulator:
+    """Sum intensities and count centroids on a grid with bins of constant width in ppm.
+
+    The grid is anchored at m/z 1 so any two data sets share bin edges; the array grows to the
+    m/z range actually seen.
+    """
+
+    def __init__(self, bin_ppm: float) -> None:
+        self.bin_ppm = bin_ppm
+        self._inv_step = 1.0 / math.log1p(bin_ppm * 1e-6)
+        self._lo = None  # grid index of element 0
+        self.sum = np.zeros(0)
+        self.count = np.zeros(0, dtype=np.int64)
+
+    def add(self, mz: np.ndarray, intensity: np.ndarray) -> None:
+        keep = mz > 0
+        if not keep.all():
+            mz, intensity = mz[keep], intensity[keep]
+        if len(mz) == 0:
+            return
+        k = np.floor(np.log(mz) * self._inv_step).astype(np.int64)
+        kmin, kmax = int(k.min()), int(k.max())
+        self._grow(kmin, kmax)
+        k -= self._lo
+        n = len(self.sum)
+        self.sum += np.bincount(k, weights=intensity, minlength=n)
+        self.count += np.bincount(k, minlength=n)
+
+    def _grow(self, kmin: int, kmax: int) -> None:
+        if self._lo is None:
+            self._lo = kmin
+            self.sum = np.zeros(kmax - kmin + 1)
+            self.count = np.zeros(kmax - kmin + 1, dtype=np.int64)
+            return
+        hi = self._lo + len(self.sum) - 1
+        new_lo, new_hi = min(self._lo, kmin), max(hi, kmax)
+        if (new_lo, new_hi) == (self._lo, hi):
+            return
+        pad = (self._lo - new_lo, new_hi - hi)
+        self.sum = np.pad(self.sum, pad)
+        self.count = np.pad(self.count, pad)
+        self._lo = new_lo
+
+    def centers(self) -> np.ndarray:
+        """Geometric bin centres in m/z."""
+        k = np.arange(len(self.sum)) + (self._lo or 0) + 0.5
+        return np.exp(k / self._inv_step)
+
+
+def convert(
+    imzml: str | Path,
+    out: str | Path,
+    *,
+    mean_bin_ppm: float = 1.0,
+    verify_checksum: bool = True,
+    max_values: int = 4_000_000,
+) -> dict:
+    """Convert ``imzml`` (+ ``.ibd``) to the HDF5 spectra file ``out``; return a summary."""
+    idx = read_index(imzml, verify_checksum=verify_checksum)
+    n = idx.n_pixels
+    rows, cols, shape = image_positions(idx.coords)
+    tic = np.zeros(n)
+    rms = np.zeros(n)
+    n_peaks = idx.int_lengths.copy()
+    grid = None if idx.continuous else LogGridAccumulator(mean_bin_ppm)
+    with h5py.File(out, "w") as h5:
+        g = h5.create_group("spectra")
+        mz_type = idx.mz_dtype.newbyteorder("=")
+        int_type = idx.int_dtype.newbyteorder("=")
+        if idx.continuous:
+            n_mz = int(idx.mz_lengths[0])
+            d_int = g.create_dataset(
+                "intensity", (n, n_mz), int_type, chunks=(max(1, min(n, 2**20 // n_mz)), n_mz)
+            )
+            d_mz = None
+            mean_sum = np.zeros(n_mz)
+            mean_count = np.zeros(n_mz, dtype=np.int64)
+        else:
+            total = int(idx.int_lengths.sum())
+            chunk = (min(total, 1 << 20),) if total else None
+            d_mz = g.create_dataset("mz", (total,), mz_type, chunks=chunk)
+            d_int = g.create_dataset("intensity", (total,), int_type, chunks=chunk)
+            g.create_dataset(
+                "offsets", data=np.concatenate([[0], np.cumsum(idx.int_lengths)]).astype(np.int64)
+            )
+        pos = 0
+        for ch in iter_imzml_chunks(idx, max_values=max_values):
+            inten64 = ch.intensity.astype(np.float64, copy=False)
+            if idx.continuous:
+                d_int[ch.start : ch.stop] = ch.intensity
+                if ch.start == 0:
+                    g.create_dataset("mz", data=ch.mz)
+                tic[ch.start : ch.stop] = inten64.sum(axis=1)
+                rms[ch.start : ch.stop] = np.sqrt((inten64**2).mean(axis=1))
+                n_peaks[ch.start : ch.stop] = (ch.intensity > 0).sum(axis=1)
+                mean_sum += inten64.sum(axis=0)
+                mean_count += (ch.intensity > 0).sum(axis=0)
+            else:
+                m = len(ch.intensity)
+                d_mz[pos : pos + m] = ch.mz
+                d_int[pos : pos + m] = ch.intensity
+                pos += m
+                tic[ch.start : ch.stop] = _segment_sums(inten64, ch.offsets)
+                sq = _segment_sums(inten64**2, ch.offsets)
+                lengths = np.diff(ch.offsets)
+                rms[ch.start : ch.stop] = np.sqrt(sq / np.maximum(lengths, 1))
+                grid.add(ch.mz, inten64)
+        if idx.continuous:
+            mean_mz = h5["spectra/mz"][:]
+            mean_int, mean_cnt = mean_sum / n, mean_count
+            kind = "native"
+        else:
+            mean_mz, mean_int, mean_cnt = grid.centers(), grid.sum / n, grid.count
+            kind = "ppm_grid"
+        p = h5.create_group("pixels")
+        p.create_dataset("coords", data=idx.coords.astype(np.int32))
+        p.create_dataset("row", data=rows)
+        p.create_dataset("col", data=cols)
+        p.create_dataset("tic", data=tic)
+        p.create_dataset("rms", data=rms)
+        p.create_dataset("n_peaks", data=n_peaks)
+        s = h5.create_group("mean_spectrum")
+        s.create_dataset("mz", data=mean_mz)
+        s.create_dataset("intensity", data=mean_int)
+        s.create_dataset("pixel_count", data=mean_cnt)
+        s.attrs["kind"] = kind
+        s.attrs["bin_ppm"] = mean_bin_ppm if kind == "ppm_grid" else 0.0
+        attrs = {
+            "source_imzml": idx.imzml.name,
+            "source_ibd": idx.ibd.name,
+            "uuid": idx.uuid or "",
+            "mode": "continuous" if idx.continuous else "processed",
+            "spectrum_type": idx.spectrum_type or "",
+            "polarity": idx.polarity or "",
+            "n_pixels": n,
+            "image_shape": np.asarray(shape, dtype=np.int64),
+            "pixel_size_um": np.asarray(
+                [v if v is not None else np.nan for v in idx.pixel_size_um], dtype=float
+            ),
+            "mz_dtype": str(idx.mz_dtype),
+            "intensity_dtype": str(idx.int_dtype),
+            "n_empty_spectra": int((idx.int_lengths == 0).sum()),
+        }
+        h5.attrs.update(attrs)
+    return attrs
+
+
+def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum of ``values[offsets[i]:offsets[i+1]]`` for every i (empty segments give 0)."""
+    cs = np.concatenate([[0.0], np.cumsum(values)])
+    return cs[offsets[1:]] - cs[offsets[:-1]]
+
+
+def image_positions(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """0-based (row, col) of each pixel in the bounding box of the measured area."""
+    x, y = coords[:, 0], coords[:, 1]
+    cols = (x - x.min()).astype(np.int32)
+    rows = (y - y.min()).astype(np.int32)
+    return rows, cols, (int(rows.max()) + 1, int(cols.max()) + 1)
+
+
+class SpectraFile:
+    """Read access to a ``spectra.h5`` written by :func:`convert`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.h5 = h5py.File(self.path, "r")
+        self.attrs = dict(self.h5.attrs)
+        self.continuous = self.attrs["mode"] == "continuous"
+        self.n_pixels = int(self.attrs["n_pixels"])
+        self.image_shape = tuple(int(v) for v in self.attrs["image_shape"])
+
+    def __enter__(self) -> SpectraFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.h5.close()
+
+    def pixels(self, name: str) -> np.ndarray:
+        return self.h5["pixels"][name][:]
+
+    def mean_spectrum(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        s = self.h5["mean_spectrum"]
+        return s["mz"][:], s["intensity"][:], s["pixel_count"][:], str(s.attrs["kind"])
+
+    def iter_chunks(self, *, max_values: int = 4_000_000, max_pixels: int | None = None):
+        """Yield :class:`Chunk` objects covering all pixels in order."""
+        g = self.h5["spectra"]
+        if self.continuous:
+            mz = g["mz"][:]
+            lengths = np.full(self.n_pixels, len(mz))
+            bounds = chunk_bounds(lengths, max_values, max_pixels)
+            for a, b in itertools.pairwise(bounds):
+                offsets = np.arange(b - a + 1) * len(mz)
+                yield Chunk(a, b, mz, g["intensity"][a:b], offsets)
+            return
+        offsets = g["offsets"][:]
+        bounds = chunk_bounds(np.diff(offsets), max_values, max_pixels)
+        d_mz, d_int = g["mz"], g["intensity"]
+        for a, b in itertools.pairwise(bounds):
+            lo, hi = int(offsets[a]), int(offsets[b])
+            yield Chunk(a, b, d_mz[lo:hi], d_int[lo:hi], offsets[a : b + 1] - lo)

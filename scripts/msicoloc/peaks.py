@@ -1,0 +1,225 @@
+"""Peak picking on a data set's mean spectrum.
+
+The mean spectrum of centroided (processed) data is a histogram of centroids on a fine ppm
+grid: a real ion shows up as a narrow mound a few ppm wide (calibration drift and jitter
+between pixels), a noise centroid as an isolated blip. So the spectrum is first smoothed with a
+Gaussian of ``smooth_ppm``, local maxima are candidates, and a candidate is kept when it stands
+``snr`` robust noise units above the local noise, is present in at least ``min_pixel_share`` of
+the pixels, and is the highest within ``min_separation_ppm``. Its m/z is the intensity-weighted
+centroid of the unsmoothed spectrum around the maximum.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+import numpy as np
+import pandas as pd
+from scipy.ndimage import gaussian_filter1d
+
+PEAK_COLUMNS = ["mz", "intensity", "snr", "pixel_share"]
+
+
+def ppm_step(mz: np.ndarray) -> np.ndarray:
+    """Local bin width in ppm of an ascending m/z axis (one value per point)."""
+    step = np.gradient(mz) / mz * 1e6
+    return np.maximum(step, np.finfo(float).tiny)
+
+
+def smooth(mz: np.ndarray, intensity: np.ndarray, sigma_ppm: float) -> np.ndarray:
+    """Gaussian smoothing with a width given in ppm (bins may vary in width)."""
+    if sigma_ppm <= 0:
+        return intensity.astype(float)
+    sigma_bins = sigma_ppm / float(np.median(ppm_step(mz)))
+    return gaussian_filter1d(intensity.astype(float), sigma_bins, mode="constant")
+
+
+def local_noise(
+    mz: np.ndarray, values: np.ndarray, at: np.ndarray, window_mz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Robust baseline (median) and noise (1.4826 MAD) of nonzero ``values`` near each ``at``.
+
+    Windows of ``window_mz`` tile the m/z range; each point takes its window's estimate.
+    Zeros are left out because a centroid histogram is mostly empty bins, which would make the
+    noise zero and every blip significant.
+    """
+    edges = np.arange(mz[0], mz[-1] + window_mz, window_mz)
+    which = np.clip(np.searchsorted(edges, mz, side="right") - 1, 0, len(edges) - 1)
+    base = np.zeros(len(edges))
+    noise = np.zeros(len(edges))
+    nz = values > 0
+    order = np.argsort(which, kind="stable")
+    cuts = np.searchsorted(which[order], np.arange(len(edges) + 1))
+    for w in range(len(edges)):
+        sel = order[cuts[w] : cuts[w + 1]]
+        v = values[sel][nz[sel]]
+        if len(v) >= 5:
+            med = np.median(v)
+            base[w] = med
+            noise[w] = 1.4826 * np.median(np.abs(v - med))
+    floor = np.median(noise[noise > 0]) if np.any(noise > 0) else 1.0
+    noise = np.where(noise > 0, noise, floor)
+    aw = np.clip(np.searchsorted(edges, at, side="right") - 1, 0, len(edges) - 1)
+    return base[aw], noise[aw]
+
+
+def pick_peaks(
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    pixel_count: np.ndarray,
+    n_pixels: int,
+    *,
+    kind: str = "ppm_grid",
+    snr: float = 5.0,
+    min_separation_ppm: float = 10.0,
+    min_pixel_share: float = 0.01,
+    smooth_ppm: float = 2.0,
+    tolerance_ppm: float = 10.0,
+    noise_window_mz: float = 25.0,
+    mz_range: tuple[float | None, float | None] = (None, None),
+    max_peaks: int | None = None,
+) -> pd.DataFrame:
+    """Pick peaks on a mean spectrum.
+
+    Parameters
+    ----------
+    mz, intensity, pixel_count:
+        The mean spectrum: ascending m/z, mean intensity, and per bin the number of pixels
+        (centroids) with signal there.
+    n_pixels:
+        Number of pixels in the data set, to turn counts into shares.
+    kind:
+        ``ppm_grid`` (histogram of centroids: a peak's pixel count is the sum over its window)
+        or ``native`` (continuous axis: the count at the peak's best point).
+    snr:
+        Minimum (height - local median) / local noise of the smoothed spectrum.
+    min_separation_ppm:
+        Of two peaks closer than this, only the higher is kept.
+    min_pixel_share:
+        Minimum share of pixels in which the peak is present.
+    smooth_ppm:
+        Gaussian sigma, in ppm, applied before looking for maxima.
+    tolerance_ppm:
+        Half window around a peak used for its centroid m/z and its pixel count.
+    noise_window_mz:
+        Width of the m/z windows in which noise is estimated.
+    mz_range:
+        Only peaks within [low, high] m/z (None = open).
+    max_peaks:
+        Keep only the highest N peaks (None = all that pass).
+
+    Returns
+    -------
+    DataFrame with columns mz, intensity, snr, pixel_share, sorted by m/z.
+    """
+    mz = np.asarray(mz, dtype=float)
+    intensity = np.asarray(intensity, dtype=float)
+    if len(mz) < 3:
+        return pd.DataFrame(columns=PEAK_COLUMNS)
+    sm = smooth(mz, intensity, smooth_ppm)
+    is_max = (sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0)
+    cand = np.flatnonzero(is_max) + 1
+    lo, hi = mz_range
+    if lo is not None:
+        cand = cand[mz[cand] >= lo]
+    if hi is not None:
+        cand = cand[mz[cand] <= hi]
+    if len(cand) == 0:
+        return pd.DataFrame(columns=PEAK_COLUMNS)
+    base, noise = local_noise(mz, sm, mz[cand], noise_window_mz)
+    cand_snr = (sm[cand] - base) / noise
+    keep = cand_snr >= snr
+    cand, cand_snr = cand[keep], cand_snr[keep]
+
+    centroid, share = window_stats(mz, intensity, pixel_count, cand, tolerance_ppm, kind)
+    share = share / n_pixels
+    keep = share >= min_pixel_share
+    cand, cand_snr, centroid, share = cand[keep], cand_snr[keep], centroid[keep], share[keep]
+
+    chosen = suppress_neighbours(centroid, sm[cand], min_separation_ppm)
+    table = pd.DataFrame(
+        {
+            "mz": centroid[chosen],
+            "intensity": sm[cand][chosen],
+            "snr": cand_snr[chosen],
+            "pixel_share": np.minimum(share[chosen], 1.0),
+        }
+    )
+    if max_peaks is not None and len(table) > max_peaks:
+        table = table.nlargest(max_peaks, "intensity")
+    return table.sort_values("mz", ignore_index=True)
+
+
+def window_stats(
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    pixel_count: np.ndarray,
+    apex: np.ndarray,
+    tolerance_ppm: float,
+    kind: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid m/z and pixel count of the window of ``tolerance_ppm`` around each apex."""
+    tol = mz[apex] * tolerance_ppm * 1e-6
+    a = np.searchsorted(mz, mz[apex] - tol, side="left")
+    b = np.searchsorted(mz, mz[apex] + tol, side="right")
+    cw = np.concatenate([[0.0], np.cumsum(intensity)])
+    cwm = np.concatenate([[0.0], np.cumsum(intensity * mz)])
+    weight = cw[b] - cw[a]
+    centroid = np.where(weight > 0, (cwm[b] - cwm[a]) / np.where(weight > 0, weight, 1), mz[apex])
+    if kind == "ppm_grid":
+        cc = np.concatenate([[0], np.cumsum(pixel_count)])
+        count = (cc[b] - cc[a]).astype(float)
+    else:
+        count = np.array(
+            [pixel_count[i:j].max() if j > i else 0 for i, j in zip(a, b, strict=True)], float
+        )
+    return centroid, count
+
+
+def suppress_neighbours(
+    mz: np.ndarray, height: np.ndarray, min_separation_ppm: float
+) -> np.ndarray:
+    """Indices of peaks kept when, of any two closer than the limit, only the higher stays."""
+    kept_mz: list[float] = []
+    kept: list[int] = []
+    for i in np.argsort(-height, kind="stable"):
+        m = mz[i]
+        tol = m * min_separation_ppm * 1e-6
+        j = bisect.bisect_left(kept_mz, m - tol)
+        if j < len(kept_mz) and kept_mz[j] <= m + tol:
+            continue
+        bisect.insort(kept_mz, m)
+        kept.append(int(i))
+    return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def peaks_at(
+    targets: np.ndarray,
+    mz: np.ndarray,
+    intensity: np.ndarray,
+    pixel_count: np.ndarray,
+    n_pixels: int,
+    *,
+    kind: str = "ppm_grid",
+    smooth_ppm: float = 2.0,
+    tolerance_ppm: float = 10.0,
+    noise_window_mz: float = 25.0,
+) -> pd.DataFrame:
+    """Describe user-given m/z values like picked peaks (no filtering, the user decides)."""
+    targets = np.sort(np.asarray(targets, dtype=float))
+    sm = smooth(mz, intensity, smooth_ppm)
+    near = np.clip(np.searchsorted(mz, targets), 0, len(mz) - 1)
+    _, share = window_stats(mz, intensity, pixel_count, near, tolerance_ppm, kind)
+    base, noise = local_noise(mz, sm, targets, noise_window_mz)
+    tol = targets * tolerance_ppm * 1e-6
+    a = np.searchsorted(mz, targets - tol)
+    b = np.searchsorted(mz, targets + tol, side="right")
+    height = np.array([sm[i:j].max() if j > i else 0.0 for i, j in zip(a, b, strict=True)])
+    return pd.DataFrame(
+        {
+            "mz": targets,
+            "intensity": height,
+            "snr": (height - base) / noise,
+            "pixel_share": np.minimum(share / n_pixels, 1.0),
+        }
+    )
