@@ -19,21 +19,21 @@ log = logging.getLogger("peaks")
 
 
 def read_mz_list(path: Path) -> np.ndarray:
-    """m/z values from a TSV/CSV with an ``mz`` column, or a plain one-column text file."""
+    """m/z values from a TSV (or .csv) with an ``mz`` column, or a headerless single column."""
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
     try:
-        table = pd.read_csv(path, sep=None, engine="python")
+        table = pd.read_csv(path, sep=sep, dtype=str)
     except Exception as err:
         raise InputError(path, f"cannot read the m/z list ({err})") from None
-    col = "mz" if "mz" in table.columns else None
-    if col is None:
-        try:  # a headerless single column
-            values = pd.read_csv(path, header=None).iloc[:, 0].astype(float).to_numpy()
-        except (ValueError, IndexError):
-            raise InputError(path, "m/z list needs a column named 'mz'") from None
+    if "mz" in table.columns:
+        column = table["mz"]
+    elif table.shape[1] == 1:  # no header: the first line is a value too
+        column = pd.concat([pd.Series(table.columns), table.iloc[:, 0]], ignore_index=True)
     else:
-        values = pd.to_numeric(table[col], errors="coerce").to_numpy()
+        raise InputError(path, "m/z list needs a column named 'mz'")
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     if len(values) == 0 or not np.isfinite(values).all() or (values <= 0).any():
-        raise InputError(path, "m/z list must hold positive numbers only")
+        raise InputError(path, "m/z list must hold positive numbers only (column 'mz')")
     return values
 
 

@@ -230,7 +230,7 @@ def _check_checksum(idx: ImzMLIndex) -> None:
     if h.hexdigest() != expected:
         raise InputError(
             idx.ibd,
-            f"{algo.upper()} checksum {h.hexdigest()} does not match the imzML's {expected}",
+            f"{ {'sha1': 'SHA-1', 'md5': 'MD5'}[algo]} checksum {h.hexdigest()} does not match the imzML's {expected}",
         )
 
 
