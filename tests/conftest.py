@@ -38,8 +38,10 @@ def write_small_imzml(
     coords = np.array([(x, y) for y in range(1, h + 1) for x in range(1, w + 1)])
     axis = np.sort(rng.uniform(100, 900, 60))
     spectra = []
-    with ImzMLWriter(str(path), mz_dtype=mz_dtype, intensity_dtype=intensity_dtype, mode=mode) as wr:
-        for i, (x, y) in enumerate(coords):
+    with ImzMLWriter(
+        str(path), mz_dtype=mz_dtype, intensity_dtype=intensity_dtype, mode=mode
+    ) as wr:
+        for x, y in coords:
             if mode == "continuous":
                 mz = axis
                 inten = rng.exponential(10, len(axis)) * (rng.random(len(axis)) < 0.6)

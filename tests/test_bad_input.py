@@ -121,14 +121,10 @@ def test_coordinate_below_one(tmp_path):
 def test_coordinate_beyond_declared_size(tmp_path):
     path = good_file(tmp_path)  # 7 x 6 pixels
     text = path.read_text()
-    text, n = re.subn(
-        r'(accession="IMS:1000042"[^>]*value=")\d+"', r'\g<1>5"', text
-    )
+    text, n = re.subn(r'(accession="IMS:1000042"[^>]*value=")\d+"', r'\g<1>5"', text)
     assert n == 1
     path.write_text(text)
-    assert_clean_failure(
-        *convert(path, tmp_path), "x = 6 beyond 'max count of pixels x' = 5"
-    )
+    assert_clean_failure(*convert(path, tmp_path), "x = 6 beyond 'max count of pixels x' = 5")
 
 
 def test_all_spectra_empty(tmp_path):
@@ -155,8 +151,15 @@ def test_bad_mz_list(tmp_path):
     mz_list.write_text("mz\n100.5\nabc\n")
     out = tmp_path / "out" / "peaks.tsv"
     res = run_script(
-        "peaks.py", "--spectra", spectra, "--peaks", out, "--dataset", "mydata",
-        "--mz-list", mz_list,
+        "peaks.py",
+        "--spectra",
+        spectra,
+        "--peaks",
+        out,
+        "--dataset",
+        "mydata",
+        "--mz-list",
+        mz_list,
     )
     assert_clean_failure(res, out, r"list\.tsv", "positive numbers")
 
@@ -171,7 +174,9 @@ def dry_run(tmp_path, sheet_text):
     cfg.write_text(f"datasets: {sheet}\n")
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "--dry-run", "--configfile", str(cfg)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
 
 

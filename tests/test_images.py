@@ -32,7 +32,7 @@ def brute_force(path, peak_mz, tol_ppm):
 @pytest.mark.parametrize("max_values", [5, 10_000_000])
 def test_extract_equals_brute_force(tmp_path, mode, max_values):
     src = tmp_path / "d.imzML"
-    coords, spectra = write_small_imzml(src, mode=mode, seed=7)
+    _coords, spectra = write_small_imzml(src, mode=mode, seed=7)
     convert(src, tmp_path / "s.h5")
     all_mz = np.concatenate([s[0] for s in spectra])
     rng = np.random.default_rng(1)
@@ -113,3 +113,28 @@ def test_otsu_separates_two_modes():
 def test_to_stack_places_pixels():
     stack = to_stack(np.array([[1.0, 2.0]]), np.array([0, 1]), np.array([2, 0]), (2, 3))
     np.testing.assert_array_equal(stack[0], [[0, 0, 1], [2, 0, 0]])
+
+
+def test_window_lookup_is_exact_at_edges():
+    from msicoloc.images import WindowLookup, window_edges
+
+    rng = np.random.default_rng(5)
+    peaks = np.sort(rng.uniform(100, 1000, 300))
+    peaks = np.append(peaks, peaks[10] * (1 + 5e-6))  # overlapping pair
+    lo, hi = window_edges(peaks, 5.0)
+    values = np.concatenate(
+        [rng.uniform(90, 1010, 200_000), lo, hi, np.nextafter(lo, 0), np.nextafter(hi, 2000)]
+    )
+    w = WindowLookup(lo, hi)
+    win = w.lookup(values)
+    got = np.zeros(len(peaks))
+    sure = win >= 0
+    np.add.at(got, win[sure], 1)
+    unsure = np.flatnonzero(win == -2)
+    for _inside, ids in w.exact(values[unsure]):
+        np.add.at(got, ids, 1)
+    expected = np.array(
+        [((values >= a) & (values <= b)).sum() for a, b in zip(lo, hi, strict=True)]
+    )
+    np.testing.assert_array_equal(got, expected)
+    assert (win == -2).mean() < 0.05  # the exact path stays the exception

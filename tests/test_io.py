@@ -1,5 +1,7 @@
 """Conversion against a brute-force reference: pyimzml's per-spectrum reader."""
 
+import itertools
+
 import h5py
 import numpy as np
 import pytest
@@ -28,9 +30,12 @@ def test_convert_matches_pyimzml(tmp_path, mode, mz_dtype, int_dtype, max_values
         assert sf.continuous == (mode == "continuous")
         assert sf.n_pixels == len(ref)
         got = [
-            (ch.mz[ch.offsets[i] : ch.offsets[i + 1]] if not sf.continuous else ch.mz,
-             ch.intensity[ch.offsets[i] : ch.offsets[i + 1]] if not sf.continuous
-             else ch.intensity[i])
+            (
+                ch.mz[ch.offsets[i] : ch.offsets[i + 1]] if not sf.continuous else ch.mz,
+                ch.intensity[ch.offsets[i] : ch.offsets[i + 1]]
+                if not sf.continuous
+                else ch.intensity[i],
+            )
             for ch in sf.iter_chunks(max_values=13)
             for i in range(ch.stop - ch.start)
         ]
@@ -46,12 +51,13 @@ def test_convert_matches_pyimzml(tmp_path, mode, mz_dtype, int_dtype, max_values
         assert sf.image_shape == (6, 7)
         np.testing.assert_array_equal(sf.pixels("row"), coords[:, 1] - 1)
         np.testing.assert_array_equal(sf.pixels("col"), coords[:, 0] - 1)
-        mz, mean, count, kind = sf.mean_spectrum()
+        _mz, mean, count, kind = sf.mean_spectrum()
         # the mean spectrum keeps every unit of intensity, whatever the binning
         assert mean.sum() * sf.n_pixels == pytest.approx(tic.sum(), rel=1e-9)
         assert sum(len(r[1]) == 0 for r in ref) == (mode == "processed")
-        assert count.sum() == sum(int((r[1] != 0).sum()) if sf.continuous else len(r[1])
-                                  for r in ref)
+        assert count.sum() == sum(
+            int((r[1] != 0).sum()) if sf.continuous else len(r[1]) for r in ref
+        )
         assert kind == ("native" if mode == "continuous" else "ppm_grid")
     with h5py.File(out) as h5:
         assert h5.attrs["source_imzml"] == "d.imzML"
@@ -73,7 +79,7 @@ def test_chunk_bounds_cover_all_pixels_within_budget():
     lengths = np.array([5, 0, 3, 12, 1, 1, 1, 0, 4])
     bounds = chunk_bounds(lengths, 6)
     assert bounds[0] == 0 and bounds[-1] == len(lengths)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         assert b > a
         assert lengths[a:b].sum() <= 6 or b - a == 1  # a long pixel gets a chunk of its own
     assert chunk_bounds(lengths, 100, max_pixels=4) == [0, 4, 8, 9]

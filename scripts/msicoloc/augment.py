@@ -107,7 +107,9 @@ def fit_square(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     return _resize_pad(x, size).clamp_(0.0, 1.0)
 
 
-def fit_mask(mask: np.ndarray | torch.Tensor | None, shape: tuple[int, int], size: int) -> torch.Tensor:
+def fit_mask(
+    mask: np.ndarray | torch.Tensor | None, shape: tuple[int, int], size: int
+) -> torch.Tensor:
     """Fit a tissue mask into the square exactly as :func:`fit_square` fits the images.
 
     Parameters
@@ -140,8 +142,9 @@ def _resize_pad(x: torch.Tensor, size: int) -> torch.Tensor:
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     if (new_h, new_w) != (h, w):
         # Antialiasing matters when large images shrink: plain bilinear would alias hot spots.
-        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                          antialias=scale < 1)
+        x = F.interpolate(
+            x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=scale < 1
+        )
     top, left = (size - new_h) // 2, (size - new_w) // 2
     return F.pad(x, (left, size - new_w - left, top, size - new_h - top), value=0.0)
 
@@ -176,7 +179,9 @@ def augment(
     if params.rotation > 0:
         out, m = _rotate(out, m, params.rotation, generator)
     if params.blur_kernel > 1 and params.blur_sigma[1] > 0:
-        out = _gaussian_blur(out, params.blur_kernel, _uniform(n, params.blur_sigma, out, generator))
+        out = _gaussian_blur(
+            out, params.blur_kernel, _uniform(n, params.blur_sigma, out, generator)
+        )
     out = _jitter(out, m, params.brightness, params.contrast, generator)
     out = _add_noise(out, params, generator)
     out = out.clamp(0.0, 1.0)
@@ -256,7 +261,8 @@ def _rotate(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     # Image and mask move together so that off-tissue zeroing still lines up.
     stacked = x if m is None else torch.cat([x, m], dim=1)
-    rotated = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
+    rotated = F.grid_sample(
+        stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     c = x.shape[1]
     return rotated[:, :c], (None if m is None else rotated[:, c:])

@@ -37,8 +37,9 @@ def check_cluster_args(n_samples: int, n_clusters: int, n_neighbors: int) -> int
     if n_neighbors < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
     if n_neighbors >= n_samples:
-        log.warning("n_neighbors=%d >= %d ion images: using %d", n_neighbors, n_samples,
-                    n_samples - 1)
+        log.warning(
+            "n_neighbors=%d >= %d ion images: using %d", n_neighbors, n_samples, n_samples - 1
+        )
         n_neighbors = n_samples - 1
     return n_neighbors
 
@@ -66,8 +67,9 @@ def knn_graph(features: np.ndarray, n_neighbors: int = 10, *, normalize: bool = 
     x = np.asarray(features, dtype=np.float64)
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    graph = kneighbors_graph(x, n_neighbors, mode="connectivity", metric="cosine",
-                             include_self=False)
+    graph = kneighbors_graph(
+        x, n_neighbors, mode="connectivity", metric="cosine", include_self=False
+    )
     # Edge weight 1 if both are each other's neighbours, 0.5 if only one is.
     return 0.5 * (graph + graph.T)
 

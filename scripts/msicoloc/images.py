@@ -1,10 +1,9 @@
 """Ion images: one pass over the spectra, normalisation, hotspot clipping, tissue mask.
 
 All ion images are extracted together while each chunk of spectra is in memory. For
-processed data every centroid is looked up once among the peak windows (binary search on
-the sorted window edges) and summed into its (peak, pixel) cell with ``np.bincount``; windows
-that overlap are split over a few layers of disjoint windows. For continuous data a cumulative
-sum along the m/z axis gives every window's sum by two lookups.
+processed data every centroid is looked up once among the peak windows (a table lookup, see
+:class:`WindowLookup`) and summed into its (peak, pixel) cell with ``np.bincount``. For
+continuous data a cumulative sum along the m/z axis gives every window's sum by two lookups.
 """
 
 from __future__ import annotations
@@ -43,32 +42,100 @@ def disjoint_layers(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(m, dtype=np.int64) for m in members]
 
 
+class WindowLookup:
+    """Find the m/z window of many values at once: a table lookup, binary search at edges.
+
+    The m/z range of the windows is cut into equal cells. A cell lying wholly inside one
+    window maps to that window, a cell outside all windows to -1, and a cell that holds a
+    window edge (or lies in two overlapping windows) to -2: only values in such cells, a
+    small share, go through an exact binary search on the window edges. This replaces one
+    binary search per value (the bottleneck) with one multiply and one gather.
+
+    Parameters
+    ----------
+    lo, hi
+        Inclusive window bounds, one per peak.
+    max_cells
+        Upper bound on the table size (int32 entries).
+    cells_per_window
+        Target number of cells across the narrowest window.
+    """
+
+    def __init__(
+        self, lo: np.ndarray, hi: np.ndarray, max_cells: int = 1 << 23, cells_per_window: int = 16
+    ) -> None:
+        self.lo, self.hi = lo, hi
+        span = float(hi.max() - lo.min())
+        width = float((hi - lo).min())
+        self.cell = max(span / (max_cells - 8), width / cells_per_window, 1e-12)
+        # two spare cells below and above, so clipped lookups land in "outside" cells
+        self.origin = float(lo.min()) - 2 * self.cell
+        n_cells = int(np.ceil((float(hi.max()) - self.origin) / self.cell)) + 3
+        table = np.full(n_cells, -1, dtype=np.int32)
+        first = np.floor((lo - self.origin) / self.cell).astype(np.int64)
+        last = np.floor((hi - self.origin) / self.cell).astype(np.int64)
+        for j, (a, b) in enumerate(zip(first.tolist(), last.tolist(), strict=True)):
+            seg = table[a + 2 : b - 1]  # cells strictly inside, with one cell of margin
+            seg[seg != -1] = -2  # another window claims it too
+            seg[seg == -1] = j
+        for a, b in zip(first.tolist(), last.tolist(), strict=True):
+            # the cells around each edge, one either side against rounding of the cell index
+            table[max(a - 1, 0) : a + 2] = -2
+            table[max(b - 1, 0) : b + 2] = -2
+        self.table = table
+        self.layers = []
+        for ids in disjoint_layers(lo, hi):
+            edges = np.empty(2 * len(ids))
+            edges[0::2] = lo[ids]
+            edges[1::2] = np.nextafter(hi[ids], np.inf)  # a value exactly on hi is inside
+            self.layers.append((ids, edges))
+
+    def lookup(self, mz: np.ndarray) -> np.ndarray:
+        """Window id of each value: >= 0, -1 outside all windows, -2 needs :meth:`exact`."""
+        pos = mz - self.origin
+        pos *= 1.0 / self.cell
+        return np.take(self.table, pos.astype(np.int64), mode="clip")
+
+    def exact(self, mz: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer of disjoint windows: (indices into ``mz`` inside a window, window ids)."""
+        hits = []
+        for ids, edges in self.layers:
+            k = np.searchsorted(edges, mz, side="right")
+            inside = np.flatnonzero(k & 1)
+            hits.append((inside, ids[k[inside] >> 1]))
+        return hits
+
+
 def extract_chunk_processed(
     mz: np.ndarray,
     intensity: np.ndarray,
     offsets: np.ndarray,
-    layers: list[tuple[np.ndarray, np.ndarray]],
+    windows: WindowLookup,
     n_peaks: int,
 ) -> np.ndarray:
     """Sum the intensities of each pixel of one chunk inside each window.
 
-    ``layers`` holds per layer (peak ids, interleaved edges lo0, hi0', lo1, hi1', ...) where
-    hi' is the next float after hi, so that a centroid exactly on hi is inside.
     Returns (n_peaks, n_pixels_in_chunk) float64.
     """
     n_pix = len(offsets) - 1
-    out = np.zeros((n_peaks, n_pix))
     if len(mz) == 0:
-        return out
+        return np.zeros((n_peaks, n_pix))
     pixel = np.repeat(np.arange(n_pix, dtype=np.int64), np.diff(offsets))
-    weights = intensity.astype(np.float64, copy=False)
-    for ids, edges in layers:
-        k = np.searchsorted(edges, mz, side="right")
-        inside = (k & 1).astype(bool)
-        slot = (k[inside] >> 1) * n_pix + pixel[inside]
-        sums = np.bincount(slot, weights=weights[inside], minlength=len(ids) * n_pix)
-        out[ids] += sums.reshape(len(ids), n_pix)
-    return out
+    win = windows.lookup(mz)
+    sel = np.flatnonzero(win >= 0)
+    slots = [win[sel].astype(np.int64) * n_pix + pixel[sel]]
+    weights = [intensity[sel]]
+    unsure = np.flatnonzero(win == -2)
+    if len(unsure):
+        for inside, ids in windows.exact(mz[unsure]):
+            slots.append(ids * n_pix + pixel[unsure[inside]])
+            weights.append(intensity[unsure[inside]])
+    sums = np.bincount(
+        np.concatenate(slots),
+        weights=np.concatenate(weights).astype(np.float64),
+        minlength=n_peaks * n_pix,
+    )
+    return sums.reshape(n_peaks, n_pix)
 
 
 def extract_chunk_continuous(
@@ -93,19 +160,14 @@ def extract(
     lo, hi = window_edges(peak_mz, tolerance_ppm)
     n_peaks = len(lo)
     out = np.zeros((n_peaks, spectra.n_pixels), dtype=np.float32)
-    layers = []
-    for ids in disjoint_layers(lo, hi):
-        edges = np.empty(2 * len(ids))
-        edges[0::2] = lo[ids]
-        edges[1::2] = np.nextafter(hi[ids], np.inf)
-        layers.append((ids, edges))
+    windows = WindowLookup(lo, hi) if not spectra.continuous else None
     # Bound the (peaks x pixels) block that bincount fills, not just the spectra read.
     max_pixels = max(1, max_values // max(n_peaks, 1))
     for ch in spectra.iter_chunks(max_values=max_values, max_pixels=max_pixels):
         if spectra.continuous:
             block = extract_chunk_continuous(ch.mz, ch.intensity, lo, hi)
         else:
-            block = extract_chunk_processed(ch.mz, ch.intensity, ch.offsets, layers, n_peaks)
+            block = extract_chunk_processed(ch.mz, ch.intensity, ch.offsets, windows, n_peaks)
         out[:, ch.start : ch.stop] = block
     return out
 
@@ -188,10 +250,30 @@ def to_stack(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape) -> n
     return stack
 
 
+def block_reduce(img: np.ndarray, factor: int) -> np.ndarray:
+    """Downscale a 2-D image by averaging ``factor`` x ``factor`` blocks (edges padded)."""
+    if factor <= 1:
+        return img
+    h, w = img.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(img, ((0, ph), (0, pw)))
+    return padded.reshape((h + ph) // factor, factor, (w + pw) // factor, factor).mean(axis=(1, 3))
+
+
 def montage(
-    stack: np.ndarray, mz: np.ndarray, path, *, max_images: int = 100, title: str = ""
+    stack: np.ndarray,
+    mz: np.ndarray,
+    path,
+    *,
+    max_images: int = 100,
+    title: str = "",
+    tile_px: int = 128,
 ) -> None:
-    """Save a PNG grid of ion images (each scaled to its own 0..max, viridis), labelled by m/z."""
+    """Save a PNG grid of ion images, each scaled to its own 0..max (viridis), labelled by m/z.
+
+    The tiles are assembled into one array and drawn with a single ``imshow``: one subplot
+    per image would take seconds for a hundred images.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,24 +281,42 @@ def montage(
 
     n = len(stack)
     pick = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(int)) if n else []
-    ncol = int(np.ceil(np.sqrt(len(pick) * 1.3))) if len(pick) else 1
-    nrow = int(np.ceil(len(pick) / ncol)) if len(pick) else 1
-    h, w = stack.shape[1:] if n else (1, 1)
-    tile_in = 1.3
-    fig, axes = plt.subplots(
-        nrow, ncol, figsize=(ncol * tile_in, nrow * tile_in * h / w + 0.6), squeeze=False
-    )
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, i in zip(axes.ravel(), pick, strict=False):
-        img = stack[i]
-        top = float(img.max()) or 1.0
-        ax.imshow(img, cmap="viridis", vmin=0, vmax=top, interpolation="nearest")
-        ax.set_title(f"{mz[i]:.4f}", fontsize=6, pad=2)
+    h, w = stack.shape[1:]
+    factor = int(np.ceil(max(h, w) / tile_px))
+    th, tw = -(-h // factor), -(-w // factor)
+    ncol = max(1, int(np.ceil(np.sqrt(len(pick) * th / tw))))
+    nrow = max(1, int(np.ceil(len(pick) / ncol)))
+    gap, label = 2, 14  # pixels between tiles and above each tile for its label
+    cell_h, cell_w = th + gap + label, tw + gap
+    mosaic = np.full((nrow * cell_h, ncol * cell_w), np.nan)
+    for k, i in enumerate(pick):
+        r, c = divmod(k, ncol)
+        img = block_reduce(stack[i].astype(float), factor)
+        top = img.max()
+        y0, x0 = r * cell_h + label, c * cell_w
+        mosaic[y0 : y0 + th, x0 : x0 + tw] = img / top if top > 0 else img
+    dpi = 100
+    fig = plt.figure(figsize=(mosaic.shape[1] / dpi, mosaic.shape[0] / dpi + 0.4), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, mosaic.shape[0] / (mosaic.shape[0] + 40)))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    for k, i in enumerate(pick):
+        r, c = divmod(k, ncol)
+        ax.text(
+            c * cell_w + tw / 2,
+            r * cell_h + label - 2,
+            f"{mz[i]:.4f}",
+            fontsize=7,
+            ha="center",
+            va="bottom",
+        )
     shown = f"{len(pick)} of {n} ion images" if len(pick) < n else f"{n} ion images"
     fig.suptitle(
-        f"{title} {shown} (m/z above each; colour 0..image max, viridis)".strip(), fontsize=8
+        f"{title}: {shown}, m/z above each; colour 0 to each image's max (viridis)",
+        fontsize=8,
+        y=1 - 0.1 / fig.get_figheight(),
+        va="top",
     )
-    fig.tight_layout(pad=0.3)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -29,6 +29,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,11 +97,16 @@ def read_index(imzml: str | Path, *, verify_checksum: bool = True) -> ImzMLIndex
     if not imzml.is_file():
         raise InputError(imzml, "file not found")
     ibd = find_ibd(imzml)
-    try:
-        parser = ImzMLParser(str(imzml), ibd_file=None)
-    except Exception as err:  # lxml/ElementTree/pyimzml raise many types for broken XML
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputError(imzml, f"malformed imzML XML ({msg})") from None
+    # SHA-1 is the usual imzML checksum: hash the .ibd on the other core while the XML is
+    # parsed (hashlib and file reads release the GIL), rather than after it.
+    with ThreadPoolExecutor(1) as pool:
+        sha1 = pool.submit(_digest, ibd, "sha1") if verify_checksum else None
+        try:
+            parser = ImzMLParser(str(imzml), ibd_file=None)
+        except Exception as err:  # lxml/ElementTree/pyimzml raise many types for broken XML
+            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(imzml, f"malformed imzML XML ({msg})") from None
+        digests = {"sha1": sha1.result()} if sha1 is not None else {}
     if parser.mzPrecision is None or parser.intensityPrecision is None:
         raise InputError(imzml, "no m/z or intensity array description (referenceableParamGroup)")
     if not parser.coordinates:
@@ -132,7 +138,7 @@ def read_index(imzml: str | Path, *, verify_checksum: bool = True) -> ImzMLIndex
     idx.max_xy, idx.pixel_size_um = _scan_settings(parser)
     _check_index(idx)
     if verify_checksum:
-        _check_checksum(idx)
+        _check_checksum(idx, digests)
     return idx
 
 
@@ -219,19 +225,19 @@ def _check_coords(idx: ImzMLIndex) -> None:
         )
 
 
-def _check_checksum(idx: ImzMLIndex) -> None:
+def _digest(path: Path, algo: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, algo).hexdigest()
+
+
+def _check_checksum(idx: ImzMLIndex, known: dict[str, str]) -> None:
     if idx.checksum is None:
         return
     algo, expected = idx.checksum
-    h = hashlib.new(algo)
-    with open(idx.ibd, "rb") as f:
-        while block := f.read(1 << 24):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise InputError(
-            idx.ibd,
-            f"{ {'sha1': 'SHA-1', 'md5': 'MD5'}[algo]} checksum {h.hexdigest()} does not match the imzML's {expected}",
-        )
+    actual = known.get(algo) or _digest(idx.ibd, algo)
+    if actual != expected:
+        name = {"sha1": "SHA-1", "md5": "MD5"}[algo]
+        raise InputError(idx.ibd, f"{name} checksum {actual} does not match the imzML's {expected}")
 
 
 @dataclass
@@ -300,9 +306,9 @@ def _read_array(idx: ImzMLIndex, offset: int, length: int, dtype: np.dtype) -> n
 def _gather(f, offsets: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Concatenate arrays stored at ``offsets`` with one read of the byte span they cover."""
     nbytes = lengths * dtype.itemsize
-    out = np.empty(int(lengths.sum()), dtype=dtype.newbyteorder("="))
-    if len(out) == 0:
-        return out
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=dtype.newbyteorder("="))
     lo = int(offsets.min())
     hi = int((offsets + nbytes).max())
     # Usual layouts interleave m/z and intensity arrays, so the span is about twice the
@@ -310,21 +316,17 @@ def _gather(f, offsets: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.
     if hi - lo <= 4 * int(nbytes.sum()) + (1 << 20):
         f.seek(lo)
         buf = f.read(hi - lo)
-        rel = offsets - lo
+        parts = [
+            np.frombuffer(buf, dtype=dtype, count=n, offset=o)
+            for o, n in zip((offsets - lo).tolist(), lengths.tolist(), strict=True)
+            if n
+        ]
     else:
-        buf, rel = None, None
-    pos = 0
-    for i in range(len(offsets)):
-        n = int(lengths[i])
-        if n == 0:
-            continue
-        if buf is not None:
-            out[pos : pos + n] = np.frombuffer(buf, dtype=dtype, count=n, offset=int(rel[i]))
-        else:
-            f.seek(int(offsets[i]))
-            out[pos : pos + n] = np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype)
-        pos += n
-    return out
+        parts = []
+        for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True):
+            f.seek(o)
+            parts.append(np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype))
+    return np.concatenate(parts).astype(dtype.newbyteorder("="), copy=False)
 
 
 def _check_values(
@@ -342,7 +344,7 @@ def _check_values(
                 idx.ibd, f"spectrum {i} at {_xy(idx, i)}: {name} array has NaN or infinite values"
             )
     if mz is not None and len(mz) > 1:
-        bad = np.diff(mz) < 0
+        bad = np.less(mz[1:], mz[:-1])
         # a drop across a pixel boundary is a new spectrum starting, not disorder
         inner = offsets[1:-1]
         bad[inner[(inner > 0) & (inner < len(mz))] - 1] = False
@@ -376,12 +378,14 @@ class LogGridAccumulator:
         self.count = np.zeros(0, dtype=np.int64)
 
     def add(self, mz: np.ndarray, intensity: np.ndarray) -> None:
-        keep = mz > 0
+        keep = mz > 1.0  # m/z <= 1 is not a molecular ion; also keeps log(mz) positive
         if not keep.all():
             mz, intensity = mz[keep], intensity[keep]
         if len(mz) == 0:
             return
-        k = np.floor(np.log(mz) * self._inv_step).astype(np.int64)
+        scaled = np.log(mz)
+        scaled *= self._inv_step
+        k = scaled.astype(np.int64)  # truncation is floor here: log(mz) > 0 for mz > 1
         kmin, kmax = int(k.min()), int(k.max())
         self._grow(kmin, kmax)
         k -= self._lo
@@ -448,8 +452,8 @@ def convert(
             )
         pos = 0
         for ch in iter_imzml_chunks(idx, max_values=max_values):
-            inten64 = ch.intensity.astype(np.float64, copy=False)
             if idx.continuous:
+                inten64 = ch.intensity.astype(np.float64, copy=False)
                 d_int[ch.start : ch.stop] = ch.intensity
                 if ch.start == 0:
                     g.create_dataset("mz", data=ch.mz)
@@ -463,11 +467,11 @@ def convert(
                 d_mz[pos : pos + m] = ch.mz
                 d_int[pos : pos + m] = ch.intensity
                 pos += m
-                tic[ch.start : ch.stop] = _segment_sums(inten64, ch.offsets)
-                sq = _segment_sums(inten64**2, ch.offsets)
+                tic[ch.start : ch.stop] = _segment_sums(ch.intensity, ch.offsets)
+                sq = _segment_sums(np.square(ch.intensity, dtype=np.float64), ch.offsets)
                 lengths = np.diff(ch.offsets)
                 rms[ch.start : ch.stop] = np.sqrt(sq / np.maximum(lengths, 1))
-                grid.add(ch.mz, inten64)
+                grid.add(ch.mz, ch.intensity)
         if idx.continuous:
             mean_mz = h5["spectra/mz"][:]
             mean_int, mean_cnt = mean_sum / n, mean_count
@@ -509,9 +513,13 @@ def convert(
 
 
 def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Sum of ``values[offsets[i]:offsets[i+1]]`` for every i (empty segments give 0)."""
-    cs = np.concatenate([[0.0], np.cumsum(values)])
-    return cs[offsets[1:]] - cs[offsets[:-1]]
+    """Sum (in float64) of ``values[offsets[i]:offsets[i+1]]`` for every i; empty ones give 0."""
+    out = np.zeros(len(offsets) - 1)
+    full = np.flatnonzero(np.diff(offsets) > 0)
+    if len(full):
+        # reduceat needs non-empty segments: sum from each non-empty start to the next one
+        out[full] = np.add.reduceat(values, offsets[full], dtype=np.float64)
+    return out
 
 
 def image_positions(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:

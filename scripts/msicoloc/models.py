@@ -28,7 +28,9 @@ INPUT_STD = 0.226
 _WRAPPER_KEYS = ("encoder", "state_dict", "model", "module")
 
 
-def build_encoder(name: str, *, in_chans: int = 1, pretrained: bool | str | Path = False) -> nn.Module:
+def build_encoder(
+    name: str, *, in_chans: int = 1, pretrained: bool | str | Path = False
+) -> nn.Module:
     """Create a timm encoder that returns pooled features.
 
     Parameters
@@ -199,8 +201,9 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int = 128) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True),
-                                 nn.Linear(in_dim, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.net(h)

@@ -662,82 +662,57 @@ def simulate_spectra(
         raise ValueError(f"bad noise_peaks {noise_peaks}")
     if not 0 <= admixture <= 1:
         raise ValueError(f"admixture must be in [0, 1], not {admixture}")
-    return _spectra(
-        ions,
-        patterns,
-        mask,
-        rng,
-        counts_scale,
-        admixture,
-        contrast_gamma,
-        jitter_ppm,
-        pixel_shift_ppm,
-        noise_peaks,
-        off_tissue_noise,
-        background_peaks,
-    )
 
+    # The draws happen in a nested generator, so that the arguments above are checked
+    # when simulate_spectra is called, not at the first next().
+    def pixels() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        ion_mz = np.array([ion.mz for ion in ions])
+        mz_lo, mz_hi = float(ion_mz.min()), float(ion_mz.max())
 
-def _spectra(
-    ions,
-    patterns,
-    mask,
-    rng,
-    counts_scale,
-    admixture,
-    contrast_gamma,
-    jitter_ppm,
-    pixel_shift_ppm,
-    noise_peaks,
-    off_tissue_noise,
-    background_peaks,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    # A generator of its own, so that the arguments are checked when simulate_spectra is
-    # called, not at the first next().
-    n_classes, height, width = patterns.shape
-    ion_mz = np.array([ion.mz for ion in ions])
-    mz_lo, mz_hi = float(ion_mz.min()), float(ion_mz.max())
+        # Isotopes look exactly like their monoisotopic ion: one gamma and admixture per family.
+        families = sorted({ion.mz if ion.isotope_of is None else ion.isotope_of for ion in ions})
+        gamma = dict(zip(families, rng.uniform(*contrast_gamma, len(families)), strict=True))
+        other = dict(zip(families, rng.integers(1, max(n_classes, 2), len(families)), strict=True))
+        family = [ion.mz if ion.isotope_of is None else ion.isotope_of for ion in ions]
+        own = np.array([ion.pattern for ion in ions])
+        mixed = (own + np.array([other[f] for f in family])) % n_classes
+        gammas = np.array([gamma[f] for f in family])[:, None]
+        scale = np.array([ion.abundance for ion in ions])[:, None] * counts_scale
 
-    # Isotopes look exactly like their monoisotopic ion: one gamma and admixture per family.
-    families = sorted({ion.mz if ion.isotope_of is None else ion.isotope_of for ion in ions})
-    gamma = dict(zip(families, rng.uniform(*contrast_gamma, len(families)), strict=True))
-    other = dict(zip(families, rng.integers(1, max(n_classes, 2), len(families)), strict=True))
-    family = [ion.mz if ion.isotope_of is None else ion.isotope_of for ion in ions]
-    own = np.array([ion.pattern for ion in ions])
-    mixed = (own + np.array([other[f] for f in family])) % n_classes
-    gammas = np.array([gamma[f] for f in family])[:, None]
-    scale = np.array([ion.abundance for ion in ions])[:, None] * counts_scale
+        bg_mz = _background_mz(ion_mz, background_peaks, mz_lo, mz_hi, rng)
+        bg_counts = rng.uniform(0.5, 3.0, bg_mz.size)[:, None]
+        peak_mz = np.concatenate([ion_mz, bg_mz])
 
-    bg_mz = _background_mz(ion_mz, background_peaks, mz_lo, mz_hi, rng)
-    bg_counts = rng.uniform(0.5, 3.0, bg_mz.size)[:, None]
-    peak_mz = np.concatenate([ion_mz, bg_mz])
+        for y in range(height):
+            row = patterns[:, y, :].astype(np.float64)  # (n_classes, width)
+            expected = scale * ((1 - admixture) * row[own] ** gammas + admixture * row[mixed])
+            expected = np.vstack([expected, np.broadcast_to(bg_counts, (bg_mz.size, width))])
+            counts = rng.poisson(expected.T)  # (width, n_peaks): pixel-major
+            pix, peak = np.nonzero(counts)
+            drift = rng.normal(0.0, pixel_shift_ppm, width)
+            signal_mz = peak_mz[peak] * (
+                1 + (drift[pix] + rng.normal(0, jitter_ppm, pix.size)) * 1e-6
+            )
+            signal_int = counts[pix, peak]
 
-    for y in range(height):
-        row = patterns[:, y, :].astype(np.float64)  # (n_classes, width)
-        expected = scale * ((1 - admixture) * row[own] ** gammas + admixture * row[mixed])
-        expected = np.vstack([expected, np.broadcast_to(bg_counts, (bg_mz.size, width))])
-        counts = rng.poisson(expected.T)  # (width, n_peaks): pixel-major
-        pix, peak = np.nonzero(counts)
-        drift = rng.normal(0.0, pixel_shift_ppm, width)
-        signal_mz = peak_mz[peak] * (1 + (drift[pix] + rng.normal(0, jitter_ppm, pix.size)) * 1e-6)
-        signal_int = counts[pix, peak]
+            n_noise = rng.integers(noise_peaks[0], noise_peaks[1] + 1, width)
+            if not off_tissue_noise:
+                n_noise[~mask[y]] = 0
+            noise_pix = np.repeat(np.arange(width), n_noise)
+            noise_mz = rng.uniform(mz_lo, mz_hi, noise_pix.size)
+            noise_int = rng.lognormal(np.log(2.0), 0.6, noise_pix.size)
 
-        n_noise = rng.integers(noise_peaks[0], noise_peaks[1] + 1, width)
-        if not off_tissue_noise:
-            n_noise[~mask[y]] = 0
-        noise_pix = np.repeat(np.arange(width), n_noise)
-        noise_mz = rng.uniform(mz_lo, mz_hi, noise_pix.size)
-        noise_int = rng.lognormal(np.log(2.0), 0.6, noise_pix.size)
+            pix = np.concatenate([pix, noise_pix])
+            mz = np.concatenate([signal_mz, noise_mz])
+            intensity = np.concatenate([signal_int, noise_int]).astype(np.float32)
+            order = np.lexsort((mz, pix))
+            mz, intensity = mz[order], intensity[order]
+            ends = np.cumsum(np.bincount(pix, minlength=width))
+            for x in range(width):
+                start = ends[x - 1] if x else 0
+                yield mz[start : ends[x]], intensity[start : ends[x]]
 
-        pix = np.concatenate([pix, noise_pix])
-        mz = np.concatenate([signal_mz, noise_mz])
-        intensity = np.concatenate([signal_int, noise_int]).astype(np.float32)
-        order = np.lexsort((mz, pix))
-        mz, intensity = mz[order], intensity[order]
-        ends = np.cumsum(np.bincount(pix, minlength=width))
-        for x in range(width):
-            start = ends[x - 1] if x else 0
-            yield mz[start : ends[x]], intensity[start : ends[x]]
+    return pixels()
 
 
 def _background_mz(

@@ -1,0 +1,587 @@
+"""Training loops: SimCLR pre-training, embedding, and self-labeling fine-tuning.
+
+All loops are device-agnostic: the whole (small) image stack lives on the device as one tensor
+and augmentations run there. With the same seed and thread count, CPU runs are bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msicoloc import InputError
+from msicoloc.augment import SIMCLR, STRONG, WEAK, AugmentParams, augment, fit_mask, fit_square
+from msicoloc.models import (
+    ClusterClassifier,
+    ProjectionHead,
+    build_encoder,
+    feature_dim,
+    input_channels,
+    nt_xent_loss,
+    prepare_input,
+)
+
+log = logging.getLogger(__name__)
+
+EpochLogger = Callable[[dict], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input and environment
+
+
+def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``images`` (n, H, W), ``mz`` (n,) and ``mask`` (H, W) from an ion-image HDF5 file.
+
+    Parameters
+    ----------
+    path
+        ``ion_images.h5`` written by the image extraction step.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("images", "mz") if k not in f]
+            if missing:
+                raise InputError(path, f"no dataset {missing[0]!r} (not an ion-image file?)")
+            images = np.asarray(f["images"][()], dtype=np.float32)
+            mz = np.asarray(f["mz"][()], dtype=np.float64)
+            mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+    except OSError as err:
+        raise InputError(path, f"cannot read HDF5 ({err})") from None
+    if images.ndim != 3 or mz.shape != (images.shape[0],):
+        raise InputError(path, f"images {images.shape} and mz {mz.shape} do not match")
+    if mask is None:
+        mask = np.ones(images.shape[1:], dtype=bool)
+    elif mask.shape != images.shape[1:]:
+        raise InputError(path, f"mask {mask.shape} does not match images {images.shape[1:]}")
+    return images, mz, mask
+
+
+def check_images(images: np.ndarray, path: object, n_clusters: int | None = None) -> None:
+    """Raise :class:`InputError` if the stack cannot be learned from; warn on constant images.
+
+    Parameters
+    ----------
+    images
+        ``(n, H, W)`` ion images.
+    path
+        File named in messages.
+    n_clusters
+        Number of clusters that will be asked for, if any.
+    """
+    n = images.shape[0]
+    if n < 2:
+        raise InputError(path, f"{n} ion image(s): need at least 2 to learn from")
+    if n_clusters is not None and n < n_clusters:
+        raise InputError(path, f"{n} ion images: fewer than n_clusters={n_clusters}")
+    if not np.isfinite(images).all():
+        raise InputError(path, "images contain NaN or infinite values")
+    flat = images.reshape(n, -1)
+    constant = flat.max(axis=1) == flat.min(axis=1)
+    if constant.all():
+        raise InputError(path, f"all {n} ion images are constant (empty mask or no signal?)")
+    if constant.any():
+        # Still valid ions (e.g. below detection here): kept, they will cluster together.
+        log.warning("%d of %d ion images are constant", int(constant.sum()), n)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn ``"auto"``, ``"cpu"`` or ``"cuda"`` (``"cuda:1"``) into a torch device.
+
+    Parameters
+    ----------
+    device
+        ``"auto"`` uses CUDA when torch sees a GPU, else the CPU.
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"device={device}",
+                "CUDA was requested but torch sees no GPU here; use device auto or cpu",
+            )
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"device={device}", "device must be auto, cpu or cuda")
+
+
+@contextlib.contextmanager
+def reproducible(seed: int, threads: int | None, device: torch.device) -> Iterator[torch.Generator]:
+    """Seed torch, fix the thread count and ask for deterministic kernels, restoring afterwards.
+
+    Yields a generator on ``device`` for augmentations and shuffling.
+    """
+    if device.type == "cuda":
+        # cuBLAS is only deterministic with a fixed workspace; must be set before first use.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    old_bench = torch.backends.cudnn.benchmark
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        # warn_only: a kernel without a deterministic version warns instead of failing a run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.manual_seed(seed)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(seed)
+        yield gen
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+        torch.backends.cudnn.benchmark = old_bench
+
+
+def _to_device(
+    images: np.ndarray, mask: np.ndarray | None, image_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = fit_square(images, image_size)
+    m = fit_mask(mask, images.shape[1:], image_size)
+    # Images are already 0 off-tissue; this only guards against stray interpolation bleed.
+    return (x * m).to(device), m.to(device)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device):
+    """Shuffled index batches of one epoch, dropping the incomplete last one."""
+    batch = min(batch_size, n)
+    perm = torch.randperm(n, generator=gen, device=device)
+    return [perm[i : i + batch] for i in range(0, n - batch + 1, batch)]
+
+
+def _channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if enabled else x
+
+
+# ---------------------------------------------------------------------------------------------
+# SimCLR
+
+
+def train_simclr(
+    images: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    encoder_name: str = "mobilenetv3_small_100",
+    in_chans: int = 1,
+    pretrained: bool | str = False,
+    image_size: int = 64,
+    batch_size: int = 128,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-6,
+    temperature: float = 0.5,
+    projection_dim: int = 128,
+    augment_params: AugmentParams = SIMCLR,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    channels_last: bool = True,
+    log_epoch: EpochLogger | None = None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train an encoder with SimCLR (NT-Xent on two augmented views of each ion image).
+
+    Parameters
+    ----------
+    images
+        ``(n, H, W)`` non-negative ion images, 0 off-tissue.
+    mask
+        ``(H, W)`` bool tissue mask, or None.
+    encoder_name
+        timm model name.
+    in_chans
+        Encoder input channels (1, or 3 to copy gray to RGB).
+    pretrained
+        Initial weights: False (random), True (timm hub) or a local file path.
+    image_size
+        Side of the square the images are fitted into.
+    batch_size
+        Images per step (clipped to n); the incomplete last batch is dropped.
+    epochs
+        Passes over the images.
+    lr
+        Adam learning rate, annealed to 0 with a cosine schedule over all steps.
+    weight_decay
+        Adam weight decay.
+    temperature
+        NT-Xent temperature.
+    projection_dim
+        Output width of the projection head.
+    augment_params
+        Augmentation strengths for both views.
+    seed
+        Seed of the initial weights, the augmentations and the shuffling.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    threads
+        CPU threads for torch (None keeps torch's setting).
+    channels_last
+        Use the channels-last memory layout (faster convolutions on CPU).
+    log_epoch
+        Called with each epoch's record.
+
+    Returns
+    -------
+    tuple
+        The trained encoder (on the CPU, eval mode) and per-epoch records with keys
+        ``epoch``, ``loss``, ``lr``, ``seconds``.
+    """
+    dev = resolve_device(device)
+    if images.shape[0] < 2:
+        raise InputError("images", "SimCLR needs at least 2 ion images")
+    with reproducible(seed, threads, dev) as gen:
+        encoder = build_encoder(encoder_name, in_chans=in_chans, pretrained=pretrained)
+        head = ProjectionHead(feature_dim(encoder), projection_dim)
+        encoder.to(dev)
+        head.to(dev)
+        if channels_last:
+            encoder.to(memory_format=torch.channels_last)
+        x_all, m = _to_device(images, mask, image_size, dev)
+        n = x_all.shape[0]
+        steps_per_epoch = n // min(batch_size, n)
+        params = list(encoder.parameters()) + list(head.parameters())
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
+        records = []
+        encoder.train()
+        head.train()
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            epoch_lr = opt.param_groups[0]["lr"]
+            losses = []
+            for idx in _batches(n, batch_size, gen, dev):
+                x = x_all[idx]
+                views = torch.cat([augment(x, m, augment_params, gen),
+                                   augment(x, m, augment_params, gen)])
+                # One forward pass for both views: batch norm sees all 2B images.
+                z = head(encoder(_channels_last(prepare_input(views, in_chans), channels_last)))
+                z1, z2 = z.chunk(2)
+                loss = nt_xent_loss(z1, z2, temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.detach())
+            rec = {
+                "epoch": epoch,
+                "loss": float(torch.stack(losses).mean()),
+                "lr": epoch_lr,
+                "seconds": time.perf_counter() - start,
+            }
+            records.append(rec)
+            if log_epoch:
+                log_epoch(rec)
+        encoder.eval()
+        encoder.to("cpu", memory_format=torch.contiguous_format)
+    return encoder, records
+
+
+# ---------------------------------------------------------------------------------------------
+# Embedding
+
+
+@torch.no_grad()
+def _forward_all(
+    model: nn.Module, x_all: torch.Tensor, in_chans: int, batch_size: int, channels_last: bool
+) -> torch.Tensor:
+    outs = [
+        model(_channels_last(prepare_input(x_all[i : i + batch_size], in_chans), channels_last))
+        for i in range(0, x_all.shape[0], batch_size)
+    ]
+    return torch.cat(outs)
+
+
+def embed(
+    encoder: nn.Module,
+    images: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    image_size: int,
+    batch_size: int = 256,
+    device: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Encoder features of the original (un-augmented) images.
+
+    Parameters
+    ----------
+    encoder
+        A timm encoder (eval mode is set here).
+    images
+        ``(n, H, W)`` ion images.
+    mask
+        ``(H, W)`` tissue mask, or None.
+    image_size
+        Side of the square, as in training.
+    batch_size
+        Images per forward pass (memory only; results do not depend on it beyond rounding).
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    threads
+        CPU threads for torch (None keeps torch's setting).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n, feature_dim)``.
+    """
+    dev = resolve_device(device)
+    with reproducible(0, threads, dev):
+        was_device = next(encoder.parameters()).device
+        encoder.eval().to(dev)
+        x_all, _ = _to_device(images, mask, image_size, dev)
+        feats = _forward_all(encoder, x_all, input_channels(encoder), batch_size, False)
+        encoder.to(was_device)
+    return feats.float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-labeling
+
+
+def self_label(
+    encoder: nn.Module,
+    images: np.ndarray,
+    mask: np.ndarray | None,
+    sc_labels: np.ndarray,
+    *,
+    n_clusters: int | None = None,
+    image_size: int = 64,
+    batch_size: int = 128,
+    init_epochs: int = 20,
+    init_lr: float = 1e-3,
+    epochs: int = 10,
+    lr: float = 1e-4,
+    weight_decay: float = 1e-6,
+    confidence_threshold: float | None = None,
+    confidence_quantile: float | None = 0.4,
+    weak: AugmentParams = WEAK,
+    strong: AugmentParams = STRONG,
+    class_balanced: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int | None = None,
+    channels_last: bool = True,
+    log_epoch: EpochLogger | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[dict], ClusterClassifier]:
+    """Refine spectral-clustering labels by self-labeling (SCAN-style fine-tuning).
+
+    First a linear classifier is fitted on the frozen encoder's features of the original
+    images, with the spectral labels as targets. Then the whole network is fine-tuned: each
+    image's pseudo-label is the argmax on a weakly augmented view, and only confident images
+    contribute a cross-entropy loss on a strongly augmented view.
+
+    Parameters
+    ----------
+    encoder
+        The SimCLR-trained encoder (it is fine-tuned in place; pass a copy to keep it).
+    images
+        ``(n, H, W)`` ion images.
+    mask
+        ``(H, W)`` tissue mask, or None.
+    sc_labels
+        ``(n,)`` spectral-clustering labels in ``0..n_clusters-1``.
+    n_clusters
+        Number of classes; None means ``max(sc_labels) + 1``.
+    image_size
+        Side of the square, as in SimCLR training.
+    batch_size
+        Images per step (clipped to n); the incomplete last batch is dropped.
+    init_epochs
+        Epochs of the linear classifier on frozen features.
+    init_lr
+        Adam learning rate of the linear classifier.
+    epochs
+        Self-labeling epochs of the whole network (0: keep the initial classifier).
+    lr
+        Adam learning rate of self-labeling, cosine-annealed.
+    weight_decay
+        Adam weight decay.
+    confidence_threshold
+        Keep images whose weak-view max softmax is at least this (the paper's 0.9).
+        Exclusive with ``confidence_quantile``.
+    confidence_quantile
+        Keep images whose weak-view max softmax is at least this quantile of the batch's
+        (the reference code's 0.4).
+    weak, strong
+        Augmentations of the pseudo-label view and of the trained view.
+    class_balanced
+        Weight each pseudo-class by the inverse of its frequency among a batch's confident
+        images, so that large clusters do not swallow small ones.
+    seed
+        Seed of the classifier initialisation, augmentations and shuffling.
+    device
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    threads
+        CPU threads for torch (None keeps torch's setting).
+    channels_last
+        Use the channels-last memory layout.
+    log_epoch
+        Called with each self-labeling epoch's record.
+
+    Returns
+    -------
+    tuple
+        ``labels`` (n,) int64, ``confidence`` (n,) float32 max softmax on the original images,
+        per-epoch records (``epoch``, ``loss``, ``confident_share``), and the trained network
+        (on the CPU, eval mode).
+    """
+    if (confidence_threshold is None) == (confidence_quantile is None):
+        raise ValueError("set exactly one of confidence_threshold and confidence_quantile")
+    sc = np.asarray(sc_labels, dtype=np.int64)
+    n = images.shape[0]
+    if sc.shape != (n,):
+        raise ValueError(f"{sc.shape[0]} spectral labels for {n} images")
+    k = int(sc.max()) + 1 if n_clusters is None else int(n_clusters)
+    if sc.min() < 0 or sc.max() >= k:
+        raise ValueError(f"spectral labels must lie in 0..{k - 1}")
+    dev = resolve_device(device)
+    with reproducible(seed, threads, dev) as gen:
+        model = ClusterClassifier(encoder, k).to(dev)
+        in_chans = input_channels(encoder)
+        x_all, m = _to_device(images, mask, image_size, dev)
+        y_all = torch.as_tensor(sc, device=dev)
+        _init_classifier(model, x_all, y_all, in_chans, batch_size, init_epochs, init_lr, gen)
+        if channels_last:
+            model.encoder.to(memory_format=torch.channels_last)
+        records = _fine_tune(
+            model, x_all, m, in_chans, gen,
+            batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
+            threshold=confidence_threshold, quantile=confidence_quantile,
+            weak=weak, strong=strong, class_balanced=class_balanced,
+            channels_last=channels_last, log_epoch=log_epoch,
+        )
+        model.eval()
+        probs = _forward_all(model, x_all, in_chans, 256, channels_last).softmax(dim=1)
+        confidence, labels = probs.max(dim=1)
+        model.to("cpu", memory_format=torch.contiguous_format)
+    return labels.cpu().numpy().astype(np.int64), confidence.cpu().numpy(), records, model
+
+
+def _init_classifier(
+    model: ClusterClassifier,
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    in_chans: int,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    gen: torch.Generator,
+) -> None:
+    """Fit the linear head on frozen features of the original images (cross-entropy)."""
+    model.encoder.eval()
+    feats = _forward_all(model.encoder, x_all, in_chans, 256, False)
+    opt = torch.optim.Adam(model.head.parameters(), lr=lr)
+    n = feats.shape[0]
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for idx in _batches(n, batch_size, gen, feats.device):
+            loss = F.cross_entropy(model.head(feats[idx]), y_all[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.detach())
+        if epoch == epochs or epoch % 10 == 0:
+            log.info("classifier init epoch %d: loss %.4f", epoch, float(torch.stack(losses).mean()))
+
+
+def _fine_tune(
+    model: ClusterClassifier,
+    x_all: torch.Tensor,
+    m: torch.Tensor,
+    in_chans: int,
+    gen: torch.Generator,
+    *,
+    batch_size: int,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    threshold: float | None,
+    quantile: float | None,
+    weak: AugmentParams,
+    strong: AugmentParams,
+    class_balanced: bool,
+    channels_last: bool,
+    log_epoch: EpochLogger | None,
+) -> list[dict]:
+    n = x_all.shape[0]
+    k = model.head.out_features
+    steps_per_epoch = n // min(batch_size, n)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
+    records = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total, kept, seen = 0.0, 0, 0
+        for idx in _batches(n, batch_size, gen, x_all.device):
+            x = x_all[idx]
+            with torch.no_grad():
+                xw = augment(x, m, weak, gen)
+                probs = model(_channels_last(prepare_input(xw, in_chans), channels_last)).softmax(1)
+            conf, target = probs.max(dim=1)
+            cut = threshold if threshold is not None else torch.quantile(conf, quantile)
+            keep = conf >= cut
+            xs = augment(x, m, strong, gen)
+            seen += len(idx)
+            if not keep.any():
+                continue
+            weight = _class_weights(target[keep], k) if class_balanced else None
+            logits = model(_channels_last(prepare_input(xs[keep], in_chans), channels_last))
+            loss = F.cross_entropy(logits, target[keep], weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * int(keep.sum())
+            kept += int(keep.sum())
+        rec = {
+            "epoch": epoch,
+            "loss": total / kept if kept else math.nan,
+            "confident_share": kept / seen if seen else 0.0,
+        }
+        records.append(rec)
+        if log_epoch:
+            log_epoch(rec)
+    return records
+
+
+def _class_weights(target: torch.Tensor, k: int) -> torch.Tensor:
+    counts = torch.bincount(target, minlength=k).to(torch.float32)
+    # Absent classes get weight 1; cross_entropy's weighted mean makes the scale irrelevant.
+    return torch.where(counts > 0, target.numel() / counts.clamp_min(1), 1.0)
+
+
+def save_history(records: list[dict], path: Path, columns: list[str]) -> None:
+    """Write per-epoch records as a TSV with fixed float formatting.
+
+    Parameters
+    ----------
+    records
+        Dicts with at least ``columns``.
+    path
+        Output file.
+    columns
+        Column order.
+    """
+    lines = ["\t".join(columns)]
+    for rec in records:
+        cells = []
+        for c in columns:
+            v = rec[c]
+            cells.append(str(v) if isinstance(v, int) else f"{v:.6g}")
+        lines.append("\t".join(cells))
+    path.write_text("\n".join(lines) + "\n")
