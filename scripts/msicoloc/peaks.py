@@ -4,7 +4,7 @@ The mean spectrum of centroided (processed) data is a histogram of centroids on 
 grid: a real ion shows up as a narrow mound a few ppm wide (calibration drift and jitter
 between pixels), a noise centroid as an isolated blip. So the spectrum is first smoothed with a
 Gaussian of ``smooth_ppm``, local maxima are candidates, and a candidate is kept when it stands
-``snr`` robust noise units above the local noise, is present in at least ``min_pixel_share`` of
+``snr`` robust noise units above the local noise (median and MAD of the local maxima nearby), is present in at least ``min_pixel_share`` of
 the pixels, and is the highest within ``min_separation_ppm``. Its m/z is the intensity-weighted
 centroid of the unsmoothed spectrum around the maximum.
 """
@@ -35,30 +35,31 @@ def smooth(mz: np.ndarray, intensity: np.ndarray, sigma_ppm: float) -> np.ndarra
 
 
 def local_noise(
-    mz: np.ndarray, values: np.ndarray, at: np.ndarray, window_mz: float
+    mz: np.ndarray, heights: np.ndarray, at: np.ndarray, window_mz: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Robust baseline (median) and noise (1.4826 MAD) of nonzero ``values`` near each ``at``.
+    """Robust baseline (median) and noise (1.4826 MAD) of local-maximum ``heights`` near ``at``.
 
-    Windows of ``window_mz`` tile the m/z range; each point takes its window's estimate.
-    Zeros are left out because a centroid histogram is mostly empty bins, which would make the
-    noise zero and every blip significant.
+    ``mz``/``heights`` are all local maxima of the smoothed spectrum. Noise maxima far
+    outnumber real peaks, so the median and MAD of the maxima in a window describe the noise
+    peaks, whatever the binning (a centroid histogram is mostly empty bins, so statistics of
+    the bins themselves would say the noise is zero). Windows of ``window_mz`` tile the range;
+    a window with fewer than 5 maxima takes the estimate over all maxima.
     """
     edges = np.arange(mz[0], mz[-1] + window_mz, window_mz)
     which = np.clip(np.searchsorted(edges, mz, side="right") - 1, 0, len(edges) - 1)
-    base = np.zeros(len(edges))
-    noise = np.zeros(len(edges))
-    nz = values > 0
+    glob_med = float(np.median(heights))
+    glob_mad = 1.4826 * float(np.median(np.abs(heights - glob_med)))
+    base = np.full(len(edges), glob_med)
+    noise = np.full(len(edges), glob_mad)
     order = np.argsort(which, kind="stable")
     cuts = np.searchsorted(which[order], np.arange(len(edges) + 1))
     for w in range(len(edges)):
-        sel = order[cuts[w] : cuts[w + 1]]
-        v = values[sel][nz[sel]]
+        v = heights[order[cuts[w] : cuts[w + 1]]]
         if len(v) >= 5:
-            med = np.median(v)
-            base[w] = med
-            noise[w] = 1.4826 * np.median(np.abs(v - med))
-    floor = np.median(noise[noise > 0]) if np.any(noise > 0) else 1.0
-    noise = np.where(noise > 0, noise, floor)
+            base[w] = np.median(v)
+            noise[w] = 1.4826 * np.median(np.abs(v - base[w]))
+    positive = noise[noise > 0]
+    noise = np.where(noise > 0, noise, positive.min() if len(positive) else 1.0)
     aw = np.clip(np.searchsorted(edges, at, side="right") - 1, 0, len(edges) - 1)
     return base[aw], noise[aw]
 
@@ -119,6 +120,7 @@ def pick_peaks(
     sm = smooth(mz, intensity, smooth_ppm)
     is_max = (sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0)
     cand = np.flatnonzero(is_max) + 1
+    all_max = cand
     lo, hi = mz_range
     if lo is not None:
         cand = cand[mz[cand] >= lo]
@@ -126,7 +128,7 @@ def pick_peaks(
         cand = cand[mz[cand] <= hi]
     if len(cand) == 0:
         return pd.DataFrame(columns=PEAK_COLUMNS)
-    base, noise = local_noise(mz, sm, mz[cand], noise_window_mz)
+    base, noise = local_noise(mz[all_max], sm[all_max], mz[cand], noise_window_mz)
     cand_snr = (sm[cand] - base) / noise
     keep = cand_snr >= snr
     cand, cand_snr = cand[keep], cand_snr[keep]
@@ -210,7 +212,10 @@ def peaks_at(
     sm = smooth(mz, intensity, smooth_ppm)
     near = np.clip(np.searchsorted(mz, targets), 0, len(mz) - 1)
     _, share = window_stats(mz, intensity, pixel_count, near, tolerance_ppm, kind)
-    base, noise = local_noise(mz, sm, targets, noise_window_mz)
+    maxima = np.flatnonzero((sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0)) + 1
+    if len(maxima) == 0:
+        maxima = np.arange(len(sm))
+    base, noise = local_noise(mz[maxima], sm[maxima], targets, noise_window_mz)
     tol = targets * tolerance_ppm * 1e-6
     a = np.searchsorted(mz, targets - tol)
     b = np.searchsorted(mz, targets + tol, side="right")

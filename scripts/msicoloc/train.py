@@ -255,7 +255,9 @@ def train_simclr(
         steps_per_epoch = n // min(batch_size, n)
         params = list(encoder.parameters()) + list(head.parameters())
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * steps_per_epoch))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=max(1, epochs * steps_per_epoch)
+        )
         records = []
         encoder.train()
         head.train()
@@ -265,8 +267,9 @@ def train_simclr(
             losses = []
             for idx in _batches(n, batch_size, gen, dev):
                 x = x_all[idx]
-                views = torch.cat([augment(x, m, augment_params, gen),
-                                   augment(x, m, augment_params, gen)])
+                views = torch.cat(
+                    [augment(x, m, augment_params, gen), augment(x, m, augment_params, gen)]
+                )
                 # One forward pass for both views: batch norm sees all 2B images.
                 z = head(encoder(_channels_last(prepare_input(views, in_chans), channels_last)))
                 z1, z2 = z.chunk(2)
@@ -459,11 +462,22 @@ def self_label(
         if channels_last:
             model.encoder.to(memory_format=torch.channels_last)
         records = _fine_tune(
-            model, x_all, m, in_chans, gen,
-            batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
-            threshold=confidence_threshold, quantile=confidence_quantile,
-            weak=weak, strong=strong, class_balanced=class_balanced,
-            channels_last=channels_last, log_epoch=log_epoch,
+            model,
+            x_all,
+            m,
+            in_chans,
+            gen,
+            batch_size=batch_size,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            threshold=confidence_threshold,
+            quantile=confidence_quantile,
+            weak=weak,
+            strong=strong,
+            class_balanced=class_balanced,
+            channels_last=channels_last,
+            log_epoch=log_epoch,
         )
         model.eval()
         probs = _forward_all(model, x_all, in_chans, 256, channels_last).softmax(dim=1)
@@ -496,7 +510,9 @@ def _init_classifier(
             opt.step()
             losses.append(loss.detach())
         if epoch == epochs or epoch % 10 == 0:
-            log.info("classifier init epoch %d: loss %.4f", epoch, float(torch.stack(losses).mean()))
+            log.info(
+                "classifier init epoch %d: loss %.4f", epoch, float(torch.stack(losses).mean())
+            )
 
 
 def _fine_tune(
