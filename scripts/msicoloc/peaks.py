@@ -2,11 +2,12 @@
 
 The mean spectrum of centroided (processed) data is a histogram of centroids on a fine ppm
 grid: a real ion shows up as a narrow mound a few ppm wide (calibration drift and jitter
-between pixels), a noise centroid as an isolated blip. So the spectrum is first smoothed with a
-Gaussian of ``smooth_ppm``, local maxima are candidates, and a candidate is kept when it stands
-``snr`` robust noise units above the local noise (median and MAD of the local maxima nearby), is present in at least ``min_pixel_share`` of
-the pixels, and is the highest within ``min_separation_ppm``. Its m/z is the intensity-weighted
-centroid of the unsmoothed spectrum around the maximum.
+between pixels), a noise centroid as an isolated blip. So the spectrum is first smoothed with
+a Gaussian of ``smooth_ppm`` and its local maxima become candidates. A candidate is kept when
+it stands ``snr`` robust noise units above the local noise (median and MAD of the local maxima
+nearby), is present in at least ``min_pixel_share`` of the pixels, and is the highest within
+``min_separation_ppm``. Its m/z is the intensity-weighted centroid of the unsmoothed
+spectrum around the maximum.
 """
 
 from __future__ import annotations
