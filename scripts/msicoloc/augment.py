@@ -95,15 +95,16 @@ def fit_square(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     -------
     torch.Tensor
         float32, shape ``(n, 1, size, size)``, on the input's device (CPU for numpy input).
-        Each image is divided by its maximum; constant-zero images stay 0.
+        Each image is divided by its maximum; constant (e.g. all-zero) images become 0.
     """
     x = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
     if x.ndim != 3:
         raise ValueError(f"images must have shape (n, H, W), got {tuple(x.shape)}")
     x = x.to(torch.float32).unsqueeze(1)
     peak = x.amax(dim=(2, 3), keepdim=True)
-    # Images without signal stay all-zero instead of becoming NaN.
-    x = torch.where(peak > 0, x / peak.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    floor = x.amin(dim=(2, 3), keepdim=True)
+    # Constant images carry no spatial information: they become 0 rather than 1 (or NaN).
+    x = torch.where(peak > floor, x / peak.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
     return _resize_pad(x, size).clamp_(0.0, 1.0)
 
 

@@ -168,6 +168,79 @@ def _channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if enabled else x
 
 
+CHECKPOINT_FORMAT = "msicoloc-encoder/1"
+
+
+def encoder_checkpoint(
+    encoder: nn.Module,
+    *,
+    encoder_name: str,
+    in_chans: int,
+    image_size: int,
+    pretrained: bool | str,
+    seed: int,
+    **extra: object,
+) -> dict:
+    """Everything needed to rebuild ``encoder``: weights plus construction settings.
+
+    Parameters
+    ----------
+    encoder
+        The trained encoder.
+    encoder_name, in_chans, pretrained, seed
+        The arguments it was built with (``seed`` reproduces the random initialisation).
+    image_size
+        Side of the square images it was trained on.
+    extra
+        More entries for the checkpoint (e.g. a classifier head's state dict).
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "encoder_name": encoder_name,
+        "in_chans": int(in_chans),
+        "image_size": int(image_size),
+        "feature_dim": feature_dim(encoder),
+        "pretrained": pretrained if isinstance(pretrained, bool) else str(pretrained),
+        "seed": int(seed),
+        **extra,
+    }
+
+
+def load_encoder(path: str | os.PathLike[str], *, initial: bool = False) -> tuple[nn.Module, dict]:
+    """Rebuild an encoder from a checkpoint of :func:`encoder_checkpoint`.
+
+    Parameters
+    ----------
+    path
+        Checkpoint file.
+    initial
+        Return the encoder's starting point instead (the same seed's random weights, or the
+        pretrained weights it started from), for before/after comparisons.
+
+    Returns
+    -------
+    tuple
+        The encoder (CPU, eval mode) and the checkpoint without its weights.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(path, f"cannot read checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(path, f"not a {CHECKPOINT_FORMAT} checkpoint")
+    meta = {k: v for k, v in ckpt.items() if not isinstance(v, dict)}
+    # Seeding here reproduces the random initial weights that training started from.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(meta["seed"])
+        encoder = build_encoder(
+            meta["encoder_name"], in_chans=meta["in_chans"], pretrained=meta["pretrained"]
+        )
+    if not initial:
+        encoder.load_state_dict(ckpt["encoder"])
+    return encoder.eval(), meta
+
+
 # ---------------------------------------------------------------------------------------------
 # SimCLR
 

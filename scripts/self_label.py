@@ -1,0 +1,188 @@
+"""Refine the spectral clusters by self-labeling (fine-tuning encoder and classifier)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import logging
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from msicoloc import InputError
+from msicoloc.cluster import relabel_by_size
+from msicoloc.step import atomic_output, run_step
+from msicoloc.train import (
+    check_images,
+    encoder_checkpoint,
+    load_encoder,
+    read_ion_images,
+    save_history,
+    self_label,
+)
+
+log = logging.getLogger("msicoloc.self_label")
+
+
+def main(
+    images: Path,
+    model: Path,
+    sc_clusters: Path,
+    clusters: Path,
+    history: Path,
+    finetuned_model: Path,
+    *,
+    batch_size: int = 128,
+    init_epochs: int = 20,
+    init_lr: float = 1e-3,
+    epochs: int = 10,
+    lr: float = 1e-4,
+    weight_decay: float = 1e-6,
+    confidence: float = 0.4,
+    confidence_mode: Literal["quantile", "threshold"] = "quantile",
+    class_balanced: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    channels_last: bool = True,
+    threads: int = 1,
+    dataset: str = "?",
+) -> None:
+    """Refine spectral-clustering labels by self-labeling.
+
+    Parameters
+    ----------
+    images
+        Ion images (HDF5 with images, mz, mask).
+    model
+        SimCLR checkpoint from the training step.
+    sc_clusters
+        Spectral clusters TSV (mz, cluster) from the clustering step.
+    clusters
+        Output TSV sorted by mz: mz, cluster (0 = largest), confidence (max softmax),
+        sc_cluster (the spectral cluster it started from).
+    history
+        Output TSV of per-epoch loss and share of confident images.
+    finetuned_model
+        Output checkpoint of the fine-tuned encoder and classifier head.
+    batch_size
+        Ion images per step (clipped to the number of images).
+    init_epochs
+        Epochs of the linear classifier fitted on frozen features first.
+    init_lr
+        Learning rate of that classifier.
+    epochs
+        Self-labeling epochs of the whole network (0: keep the initial classifier's labels).
+    lr
+        Adam learning rate of self-labeling (cosine-annealed).
+    weight_decay
+        Adam weight decay.
+    confidence
+        Confidence cut on the weak view's max softmax: a quantile of each batch
+        (confidence_mode quantile; 0.4 keeps the top 60%) or a fixed softmax value (threshold).
+    confidence_mode
+        quantile or threshold.
+    class_balanced
+        Weight pseudo-classes by inverse frequency among confident images.
+    seed
+        Random seed (classifier weights, augmentations, shuffling).
+    device
+        auto, cpu or cuda.
+    channels_last
+        Channels-last memory layout (faster on CPU).
+    threads
+        CPU threads for torch.
+    dataset
+        Data set id used in messages.
+    """
+    stack, mz, mask = read_ion_images(images)
+    sc = read_sc_labels(sc_clusters, mz)
+    n_clusters = int(sc.max()) + 1
+    check_images(stack, images, n_clusters=n_clusters)
+    encoder, meta = load_encoder(model)
+    quantile = confidence if confidence_mode == "quantile" else None
+    threshold = confidence if confidence_mode == "threshold" else None
+    if not 0 <= confidence <= 1:
+        raise InputError(f"confidence={confidence}", "must lie in [0, 1]")
+    labels, conf, records, net = self_label(
+        encoder,
+        stack,
+        mask,
+        sc,
+        n_clusters=n_clusters,
+        image_size=meta["image_size"],
+        batch_size=batch_size,
+        init_epochs=init_epochs,
+        init_lr=init_lr,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        confidence_threshold=threshold,
+        confidence_quantile=quantile,
+        class_balanced=class_balanced,
+        seed=seed,
+        device=device,
+        threads=threads,
+        channels_last=channels_last,
+        log_epoch=lambda r: log.info(
+            "epoch %d: loss %.4f, confident %.0f%%",
+            r["epoch"],
+            r["loss"],
+            100 * r["confident_share"],
+        ),
+    )
+    labels = relabel_by_size(labels)
+    changed = float(np.mean(labels != relabel_by_size(sc)))
+    log.info(
+        "%d clusters used; cluster ids differ from spectral ones for %.0f%% of images",
+        len(np.unique(labels)),
+        100 * changed,
+    )
+    order = np.argsort(mz, kind="stable")
+    table = "".join(f"{mz[i]:.6f}\t{labels[i]}\t{conf[i]:.4f}\t{sc[i]}\n" for i in order)
+    with atomic_output(clusters) as tmp:
+        tmp.write_text("mz\tcluster\tconfidence\tsc_cluster\n" + table)
+    with atomic_output(history) as tmp:
+        save_history(records, tmp, ["epoch", "loss", "confident_share"])
+    checkpoint = encoder_checkpoint(
+        net.encoder,
+        encoder_name=meta["encoder_name"],
+        in_chans=meta["in_chans"],
+        image_size=meta["image_size"],
+        pretrained=meta["pretrained"],
+        seed=meta["seed"],
+        head={k: v.detach().cpu() for k, v in net.head.state_dict().items()},
+        n_clusters=n_clusters,
+    )
+    with atomic_output(finetuned_model) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_sc_labels(path: Path, mz: np.ndarray) -> np.ndarray:
+    """Spectral labels in the images' order; the m/z lists must agree (same 6 decimals)."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except Exception as err:
+        raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
+    if not {"mz", "cluster"} <= set(table.columns):
+        raise InputError(path, "needs columns mz and cluster")
+    if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=5e-6):
+        raise InputError(
+            path,
+            f"its {len(table)} m/z values are not those of the "
+            f"{len(mz)} ion images (stale clustering?)",
+        )
+    labels = table["cluster"].to_numpy()
+    if labels.min() < 0:
+        raise InputError(path, "negative cluster ids")
+    return labels.astype(np.int64)
+
+
+if __name__ == "__main__":
+    run_step(
+        main,
+        inputs=["images", "model", "sc_clusters"],
+        outputs=["clusters", "history", "finetuned_model"],
+    )
