@@ -105,8 +105,9 @@ def test_pretrained_wrapped_checkpoint(tmp_path):
     path = tmp_path / "ckpt.pt"
     torch.save({"encoder": source.state_dict(), "image_size": 64}, path)
     loaded = build_encoder(TINY, pretrained=path)
-    assert torch.equal(loaded.state_dict()["conv_stem.weight"],
-                       source.state_dict()["conv_stem.weight"])
+    assert torch.equal(
+        loaded.state_dict()["conv_stem.weight"], source.state_dict()["conv_stem.weight"]
+    )
 
 
 def test_rgb_weights_are_summed_into_gray(tmp_path):

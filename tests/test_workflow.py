@@ -19,9 +19,7 @@ def workflow_copy(dest):
     for name in COPY:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(
-                src, dest / name, ignore=shutil.ignore_patterns("demo", "__pycache__")
-            )
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("demo", "__pycache__"))
         else:
             shutil.copy(src, dest / name)
     return dest
@@ -45,8 +43,13 @@ def tiny_run(tmp_path_factory):
     data = work / "data"
     data.mkdir()
     make_dataset(
-        data / "tiny.imzML", data / "tiny_ann.tsv", height=20, width=24, n_classes=3,
-        n_ions=24, seed=1,
+        data / "tiny.imzML",
+        data / "tiny_ann.tsv",
+        height=20,
+        width=24,
+        n_classes=3,
+        n_ions=24,
+        seed=1,
     )
     (work / "sheet.tsv").write_text(
         "dataset\timzml\tannotations\tn_clusters\ntiny\tdata/tiny.imzML\tdata/tiny_ann.tsv\t3\n"
@@ -83,9 +86,20 @@ def test_second_run_does_nothing(tiny_run):
 def test_step_runs_from_the_command_line(tiny_run, tmp_path):
     out = tiny_run / "results" / "tiny"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "peaks.py"), "--spectra", str(out / "spectra.h5"),
-         "--peaks", str(tmp_path / "p.tsv"), "--max-peaks", "5", "--log", str(tmp_path / "l")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "peaks.py"),
+            "--spectra",
+            str(out / "spectra.h5"),
+            "--peaks",
+            str(tmp_path / "p.tsv"),
+            "--max-peaks",
+            "5",
+            "--log",
+            str(tmp_path / "l"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr
     assert len(pd.read_csv(tmp_path / "p.tsv", sep="\t")) == 5

@@ -1,0 +1,80 @@
+"""kNN spectral clustering and label ordering."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from msicoloc.cluster import (
+    check_cluster_args,
+    knn_graph,
+    knn_spectral_clustering,
+    relabel_by_size,
+)
+
+SOLVERS = ["lobpcg", "arpack"] + (["amg"] if importlib.util.find_spec("pyamg") else [])
+
+
+def blobs(n=150, k=4, seed=0):
+    return make_blobs(
+        n, n_features=20, centers=k, cluster_std=1.0, center_box=(-10, 10), random_state=seed
+    )
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_recovers_separated_blobs(solver):
+    x, y = blobs()
+    labels = knn_spectral_clustering(x, 4, eigen_solver=solver, random_state=0)
+    assert adjusted_rand_score(y, labels) == 1.0
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+
+
+def test_cosine_on_normalised_features_ignores_scale():
+    x, y = blobs()
+    scale = np.random.default_rng(0).uniform(0.1, 10, (len(x), 1))
+    shifted = x + 30  # make directions, not only positions, differ by blob
+    a = knn_spectral_clustering(shifted, 4, random_state=0)
+    b = knn_spectral_clustering(shifted * scale, 4, random_state=0)
+    assert np.array_equal(a, b)
+
+
+def test_reproducible_with_a_seed():
+    x, _ = make_blobs(300, n_features=10, centers=6, cluster_std=3.0, random_state=1)
+    runs = [knn_spectral_clustering(x, 6, n_neighbors=8, random_state=3) for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])
+    sizes = np.bincount(runs[0])
+    assert np.all(np.diff(sizes) <= 0)  # cluster 0 is the largest
+
+
+def test_graph_is_symmetric_without_self_loops():
+    x, _ = blobs(n=40)
+    g = knn_graph(x, 5)
+    assert (g != g.T).nnz == 0
+    assert g.diagonal().sum() == 0
+    assert set(np.unique(g.data).tolist()) <= {0.5, 1.0}
+
+
+def test_bad_sizes(caplog):
+    x, _ = blobs(n=10)
+    with pytest.raises(ValueError, match="only 10 ion images for n_clusters=11"):
+        knn_spectral_clustering(x, 11)
+    with pytest.raises(ValueError, match="at least 2"):
+        knn_spectral_clustering(x, 1)
+    with caplog.at_level(logging.WARNING):
+        assert check_cluster_args(10, 3, 10) == 9
+    assert "n_neighbors=10" in caplog.text
+    assert len(knn_spectral_clustering(x, 3, n_neighbors=50)) == 10
+    with pytest.raises(ValueError, match="NaN"):
+        knn_spectral_clustering(np.full((5, 3), np.nan), 2)
+
+
+def test_relabel_by_size():
+    assert relabel_by_size(np.array([2, 2, 0, 1, 1, 1])).tolist() == [1, 1, 2, 0, 0, 0]
+    # ties: the cluster seen first gets the smaller id
+    assert relabel_by_size(np.array([5, 3, 3, 5, 9])).tolist() == [0, 1, 1, 0, 2]
+    assert relabel_by_size(np.array([7])).tolist() == [0]

@@ -1,0 +1,271 @@
+"""Training loops, determinism, bad input, and the learning step scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import SCRIPTS, run_script
+from scipy.ndimage import gaussian_filter
+
+from msicoloc import InputError
+from msicoloc.train import (
+    check_images,
+    embed,
+    read_ion_images,
+    resolve_device,
+    self_label,
+    train_simclr,
+)
+
+TINY = {"encoder_name": "mobilenetv3_small_050", "image_size": 32}
+FAST = {"batch_size": 16, "device": "cpu", "threads": 2}
+
+
+def make_stack(n=40, shape=(20, 24), k=4, seed=0):
+    """n ion images from k smooth random patterns, with abundance and noise; mask on."""
+    rng = np.random.default_rng(seed)
+    patterns = []
+    for _ in range(k):
+        p = gaussian_filter(rng.random(shape), 2.5)
+        patterns.append((p - p.min()) / (p.max() - p.min()))
+    truth = np.arange(n) % k
+    images = np.stack([patterns[c] ** 2 * rng.uniform(0.5, 2) for c in truth])
+    images += 0.05 * rng.random(images.shape)
+    mask = np.ones(shape, dtype=bool)
+    mask[:3, :5] = False
+    images[:, ~mask] = 0
+    return images.astype(np.float32), mask, truth
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return make_stack()
+
+
+@pytest.fixture(scope="module")
+def trained(stack):
+    images, mask, _ = stack
+    return train_simclr(images, mask, epochs=2, seed=1, **TINY, **FAST)
+
+
+def test_train_simclr_is_reproducible(stack, trained):
+    images, mask, _ = stack
+    enc, records = trained
+    again, records2 = train_simclr(images, mask, epochs=2, seed=1, **TINY, **FAST)
+    other, _ = train_simclr(images, mask, epochs=1, seed=2, **TINY, **FAST)
+    assert [r["loss"] for r in records] == [r["loss"] for r in records2]
+    for (k, a), b in zip(enc.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    assert not torch.equal(
+        enc.state_dict()["conv_stem.weight"], other.state_dict()["conv_stem.weight"]
+    )
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[0]["lr"] == pytest.approx(1e-3) and records[1]["lr"] < 1e-3
+    assert all(np.isfinite(r["loss"]) and r["seconds"] > 0 for r in records)
+
+
+def test_embed(stack, trained):
+    images, mask, _ = stack
+    enc, _ = trained
+    a = embed(enc, images, mask, image_size=32, device="cpu", threads=2)
+    b = embed(enc, images, mask, image_size=32, batch_size=7, device="cpu", threads=2)
+    assert a.shape == (40, 1024) and a.dtype == np.float32
+    assert np.array_equal(a, embed(enc, images, mask, image_size=32, device="cpu", threads=2))
+    assert np.allclose(a, b, atol=1e-4)  # batching changes rounding only
+
+
+def test_self_label_is_reproducible(stack, trained):
+    images, mask, truth = stack
+    enc, _ = trained
+    kw = {"image_size": 32, "init_epochs": 5, "epochs": 2, "seed": 3, **FAST}
+    runs = []
+    for _ in range(2):
+        encoder = type(enc)(**{}) if False else _copy(enc)
+        runs.append(self_label(encoder, images, mask, truth, **kw))
+    (l1, c1, r1, m1), (l2, c2, r2, m2) = runs
+    assert np.array_equal(l1, l2) and np.array_equal(c1, c2) and r1 == r2
+    assert l1.shape == (40,) and l1.dtype == np.int64 and c1.dtype == np.float32
+    assert np.all((c1 >= 1 / 4 - 1e-6) & (c1 <= 1))
+    assert [r["epoch"] for r in r1] == [1, 2]
+    assert all(0 < r["confident_share"] <= 1 for r in r1)
+    assert torch.equal(m1.head.weight, m2.head.weight)
+
+
+def test_self_label_keeps_good_labels_with_threshold(stack, trained):
+    images, mask, truth = stack
+    labels, conf, records, _ = self_label(
+        _copy(trained[0]),
+        images,
+        mask,
+        truth,
+        image_size=32,
+        init_epochs=200,
+        init_lr=1e-2,
+        epochs=1,
+        confidence_threshold=0.0,
+        confidence_quantile=None,
+        seed=0,
+        **FAST,
+    )
+    # a linear classifier on frozen features can fit 40 images: the labels survive
+    assert np.mean(labels == truth) > 0.9
+    assert records[0]["confident_share"] == 1.0
+    with pytest.raises(ValueError, match="exactly one"):
+        self_label(trained[0], images, mask, truth, confidence_threshold=0.9, **FAST)
+
+
+def _copy(enc):
+    import copy
+
+    return copy.deepcopy(enc)
+
+
+def test_resolve_device(monkeypatch):
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(InputError, match="CUDA was requested"):
+        resolve_device("cuda")
+    with pytest.raises(InputError, match="auto, cpu or cuda"):
+        resolve_device("tpu")
+
+
+def test_check_images(caplog):
+    images, _, _ = make_stack(n=6)
+    with pytest.raises(InputError, match="need at least 2"):
+        check_images(images[:1], "x.h5")
+    with pytest.raises(InputError, match="fewer than n_clusters=8"):
+        check_images(images, "x.h5", n_clusters=8)
+    with pytest.raises(InputError, match="all 6 ion images are constant"):
+        check_images(np.zeros_like(images), "x.h5")
+    images[2] = 0
+    with caplog.at_level(logging.WARNING):
+        check_images(images, "x.h5")
+    assert "1 of 6 ion images are constant" in caplog.text
+
+
+def test_bad_pretrained_path_is_input_error(stack, tmp_path):
+    images, mask, _ = stack
+    with pytest.raises(InputError, match="not found"):
+        train_simclr(images, mask, epochs=1, pretrained=str(tmp_path / "no.pt"), **TINY, **FAST)
+
+
+# --- step scripts ------------------------------------------------------------------------------
+
+
+def load_step(name):
+    spec = importlib.util.spec_from_file_location(f"step_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_h5(path, images, mask):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("mz", data=np.linspace(150.0, 900.0, len(images)) + 1e-4)
+        f.create_dataset("mask", data=mask)
+        f.attrs["tolerance_ppm"] = 10.0
+
+
+def test_step_scripts_end_to_end(tmp_path, stack):
+    images, mask, truth = stack
+    h5 = tmp_path / "ion_images.h5"
+    write_h5(h5, images, mask)
+    common = {"device": "cpu", "threads": 2, "seed": 0}
+    load_step("train_simclr").main(
+        images=h5,
+        model=tmp_path / "simclr.pt",
+        history=tmp_path / "simclr.tsv",
+        encoder="mobilenetv3_small_050",
+        image_size=32,
+        batch_size=16,
+        epochs=2,
+        **common,
+    )
+    hist = pd.read_csv(tmp_path / "simclr.tsv", sep="\t")
+    assert list(hist.columns) == ["epoch", "loss", "lr", "seconds"] and len(hist) == 2
+    load_step("embed").main(
+        images=h5,
+        model=tmp_path / "simclr.pt",
+        embeddings=tmp_path / "emb.h5",
+        device="cpu",
+        threads=2,
+    )
+    with h5py.File(tmp_path / "emb.h5") as f:
+        feats, untrained = f["features"][()], f["features_untrained"][()]
+        assert feats.shape == untrained.shape == (40, 1024)
+        assert not np.allclose(feats, untrained)
+        assert np.array_equal(f["mz"][()], read_ion_images(h5)[1])
+    step = load_step("cluster")
+    step.main(
+        embeddings=tmp_path / "emb.h5",
+        clusters=tmp_path / "sc.tsv",
+        n_clusters=4,
+        n_neighbors=5,
+        seed=0,
+    )
+    sc = pd.read_csv(tmp_path / "sc.tsv", sep="\t")
+    assert list(sc.columns) == ["mz", "cluster"] and sc["cluster"].nunique() == 4
+    outputs = []
+    for run in range(2):
+        out = {
+            "clusters": tmp_path / f"cl{run}.tsv",
+            "history": tmp_path / f"h{run}.tsv",
+            "finetuned_model": tmp_path / f"sl{run}.pt",
+        }
+        load_step("self_label").main(
+            images=h5,
+            model=tmp_path / "simclr.pt",
+            sc_clusters=tmp_path / "sc.tsv",
+            batch_size=16,
+            init_epochs=5,
+            epochs=1,
+            **out,
+            **common,
+        )
+        outputs.append(out)
+    text = outputs[0]["clusters"].read_text()
+    assert text == outputs[1]["clusters"].read_text()  # byte-reproducible
+    assert outputs[0]["history"].read_text() == outputs[1]["history"].read_text()
+    table = pd.read_csv(outputs[0]["clusters"], sep="\t")
+    assert list(table.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
+    assert table["mz"].is_monotonic_increasing and len(table) == 40
+    assert np.array_equal(table["sc_cluster"], sc["cluster"])
+    ckpt = torch.load(outputs[0]["finetuned_model"], weights_only=True)
+    assert ckpt["n_clusters"] == 4 and ckpt["head"]["weight"].shape == (4, 1024)
+
+
+def test_self_label_rejects_stale_clusters(tmp_path, stack):
+    images, mask, _ = stack
+    h5 = tmp_path / "ion_images.h5"
+    write_h5(h5, images, mask)
+    stale = tmp_path / "sc.tsv"
+    stale.write_text("mz\tcluster\n100.0\t0\n200.0\t1\n")
+    with pytest.raises(InputError, match="not those of the 40 ion images"):
+        load_step("self_label").main(
+            images=h5,
+            model=tmp_path / "none.pt",
+            sc_clusters=stale,
+            clusters=tmp_path / "c.tsv",
+            history=tmp_path / "h.tsv",
+            finetuned_model=tmp_path / "m.pt",
+        )
+
+
+def test_cluster_cli_reports_bad_input_in_one_line(tmp_path):
+    emb = tmp_path / "emb.h5"
+    with h5py.File(emb, "w") as f:
+        f.create_dataset("features", data=np.random.default_rng(0).random((5, 8)))
+        f.create_dataset("mz", data=np.arange(5.0))
+    out = tmp_path / "sc.tsv"
+    res = run_script("cluster.py", "--embeddings", emb, "--clusters", out, "--n-clusters", "6")
+    assert res.returncode == 1 and not out.exists()
+    assert "only 5 ion images for n_clusters=6" in res.stderr
+    assert "Traceback" not in res.stderr
