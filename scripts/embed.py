@@ -66,7 +66,7 @@ def main(
             f.attrs["encoder"] = meta["encoder_name"]
             f.attrs["image_size"] = meta["image_size"]
             f.attrs["untrained"] = "pretrained" if meta["pretrained"] else "random init"
-            f.attrs["torch"] = torch.__version__
+            f.attrs["torch"] = str(torch.__version__)
 
 
 if __name__ == "__main__":
