@@ -1,6 +1,7 @@
 # Self-supervised co-localization of MSI ion images (after Hu, Bindu & Laskin, Chem. Sci. 2022).
 # The pipeline, per data set in the sample sheet:
-#   imzML -> convert -> peaks -> ion_images
+#   imzML -> convert -> peaks -> ion_images -> train_simclr -> embed -> cluster -> self_label
+#         -> evaluate
 # Every output lives under results/{dataset}/; see README.md for the table of outputs.
 from snakemake.utils import min_version
 
@@ -13,6 +14,8 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/demo.smk"
 include: "rules/preprocess.smk"
+include: "rules/learn.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -105,11 +105,26 @@ def mz_list(wildcards):
     return dataset(wildcards)["mz_list"] or config["peaks"]["mz_list"]
 
 
+def n_clusters(wildcards):
+    """Clusters for a data set: the sheet's n_clusters, else the config default."""
+    return dataset(wildcards)["n_clusters"] or config["cluster"]["n_clusters"]
+
+
+def gpu_resources():
+    """Resources of the GPU rules (train_simclr, self_label), from config."""
+    res = config["gpu_resources"]
+    out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"], "gpu": res["gpu"]}
+    if res["slurm_partition"]:
+        out["slurm_partition"] = res["slurm_partition"]
+    return out
+
+
 def all_outputs():
     outputs = []
     for name in DATASETS:
         outputs += [
-            f"results/{name}/ion_images.h5",
             f"results/{name}/ion_images.png",
+            f"results/{name}/clusters.tsv",
+            f"results/{name}/metrics.json",
         ]
     return outputs

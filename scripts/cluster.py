@@ -9,6 +9,7 @@ import logging
 
 import h5py
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
 from msicoloc.cluster import check_cluster_args, knn_spectral_clustering
@@ -49,7 +50,7 @@ def main(
         auto (amg if pyamg is installed, else lobpcg), amg, lobpcg or arpack (slow on
         large data sets).
     threads
-        CPU threads (unused; the kNN search and eigen solver use BLAS threads).
+        CPU threads for the kNN search and the eigen solver.
     dataset
         Data set id used in messages.
     """
@@ -62,13 +63,15 @@ def main(
         check_cluster_args(x.shape[0], n_clusters, n_neighbors)
     except ValueError as err:
         raise InputError(embeddings, str(err)) from None
-    labels = knn_spectral_clustering(
-        x,
-        n_clusters,
-        n_neighbors=n_neighbors,
-        random_state=seed,
-        eigen_solver=None if eigen_solver == "auto" else eigen_solver,
-    )
+    # BLAS (kNN search, eigen solver) would otherwise use every core, not the rule's share.
+    with threadpool_limits(limits=max(1, threads)):
+        labels = knn_spectral_clustering(
+            x,
+            n_clusters,
+            n_neighbors=n_neighbors,
+            random_state=seed,
+            eigen_solver=None if eigen_solver == "auto" else eigen_solver,
+        )
     sizes = np.bincount(labels, minlength=n_clusters)
     log.info("%d clusters of %d ion images; sizes %s", n_clusters, len(labels), sizes.tolist())
     with atomic_output(clusters) as tmp:

@@ -5,11 +5,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dataclasses
 import logging
 
 import torch
 
-from msicoloc.augment import SIMCLR, AugmentParams
+from msicoloc.augment import SIMCLR
 from msicoloc.step import atomic_output, run_step
 from msicoloc.train import (
     check_images,
@@ -97,7 +98,7 @@ def main(
         image_size,
         epochs,
     )
-    aug = AugmentParams(**{**SIMCLR.__dict__, "rotation": float(rotation)})
+    aug = dataclasses.replace(SIMCLR, rotation=float(rotation))
     enc, records = train_simclr(
         stack,
         mask,

@@ -35,7 +35,7 @@ def test_recovers_separated_blobs(solver):
 
 
 def test_cosine_on_normalised_features_ignores_scale():
-    x, y = blobs()
+    x, _ = blobs()
     scale = np.random.default_rng(0).uniform(0.1, 10, (len(x), 1))
     shifted = x + 30  # make directions, not only positions, differ by blob
     a = knn_spectral_clustering(shifted, 4, random_state=0)

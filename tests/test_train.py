@@ -86,8 +86,7 @@ def test_self_label_is_reproducible(stack, trained):
     kw = {"image_size": 32, "init_epochs": 5, "epochs": 2, "seed": 3, **FAST}
     runs = []
     for _ in range(2):
-        encoder = type(enc)(**{}) if False else _copy(enc)
-        runs.append(self_label(encoder, images, mask, truth, **kw))
+        runs.append(self_label(_copy(enc), images, mask, truth, **kw))
     (l1, c1, r1, m1), (l2, c2, r2, m2) = runs
     assert np.array_equal(l1, l2) and np.array_equal(c1, c2) and r1 == r2
     assert l1.shape == (40,) and l1.dtype == np.int64 and c1.dtype == np.float32
@@ -99,7 +98,7 @@ def test_self_label_is_reproducible(stack, trained):
 
 def test_self_label_keeps_good_labels_with_threshold(stack, trained):
     images, mask, truth = stack
-    labels, conf, records, _ = self_label(
+    labels, _, records, _ = self_label(
         _copy(trained[0]),
         images,
         mask,
@@ -175,7 +174,7 @@ def write_h5(path, images, mask):
 
 
 def test_step_scripts_end_to_end(tmp_path, stack):
-    images, mask, truth = stack
+    images, mask, _ = stack
     h5 = tmp_path / "ion_images.h5"
     write_h5(h5, images, mask)
     common = {"device": "cpu", "threads": 2, "seed": 0}

@@ -264,6 +264,7 @@ def train_simclr(
     device: str = "auto",
     threads: int | None = None,
     channels_last: bool = True,
+    recalibrate: bool = True,
     log_epoch: EpochLogger | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train an encoder with SimCLR (NT-Xent on two augmented views of each ion image).
@@ -304,6 +305,9 @@ def train_simclr(
         CPU threads for torch (None keeps torch's setting).
     channels_last
         Use the channels-last memory layout (faster convolutions on CPU).
+    recalibrate
+        After training, re-estimate batch-norm statistics on the original images (see
+        :func:`recalibrate_batch_norm`).
     log_epoch
         Called with each epoch's record.
 
@@ -361,9 +365,37 @@ def train_simclr(
             records.append(rec)
             if log_epoch:
                 log_epoch(rec)
+        if recalibrate:
+            recalibrate_batch_norm(encoder, x_all, in_chans, batch_size, channels_last)
         encoder.eval()
         encoder.to("cpu", memory_format=torch.contiguous_format)
     return encoder, records
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(
+    model: nn.Module, x_all: torch.Tensor, in_chans: int, batch_size: int, channels_last: bool
+) -> None:
+    """Replace batch-norm running statistics by exact averages over the original images.
+
+    The running averages kept during training lag behind the weights and describe augmented
+    views; features of the original images (embedding, classifier init) are more faithful
+    with statistics measured on those images with the final weights.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    batch = min(batch_size, x_all.shape[0])
+    for i in range(0, x_all.shape[0], batch):
+        model(_channels_last(prepare_input(x_all[i : i + batch], in_chans), channels_last))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,6 +480,7 @@ def self_label(
     weak: AugmentParams = WEAK,
     strong: AugmentParams = STRONG,
     class_balanced: bool = True,
+    freeze_bn: bool = True,
     seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
@@ -498,6 +531,10 @@ def self_label(
     class_balanced
         Weight each pseudo-class by the inverse of its frequency among a batch's confident
         images, so that large clusters do not swallow small ones.
+    freeze_bn
+        Keep batch-norm layers in inference mode while fine-tuning (their scale and shift
+        still learn): the classifier was fitted on features computed that way, and batch
+        statistics of small, strongly augmented batches would shift them.
     seed
         Seed of the classifier initialisation, augmentations and shuffling.
     device
@@ -549,6 +586,7 @@ def self_label(
             weak=weak,
             strong=strong,
             class_balanced=class_balanced,
+            freeze_bn=freeze_bn,
             channels_last=channels_last,
             log_epoch=log_epoch,
         )
@@ -604,6 +642,7 @@ def _fine_tune(
     weak: AugmentParams,
     strong: AugmentParams,
     class_balanced: bool,
+    freeze_bn: bool,
     channels_last: bool,
     log_epoch: EpochLogger | None,
 ) -> list[dict]:
@@ -615,6 +654,10 @@ def _fine_tune(
     records = []
     for epoch in range(1, epochs + 1):
         model.train()
+        if freeze_bn:
+            for module in model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         total, kept, seen = 0.0, 0, 0
         for idx in _batches(n, batch_size, gen, x_all.device):
             x = x_all[idx]

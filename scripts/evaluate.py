@@ -1,0 +1,228 @@
+"""Evaluate the clustering against classical baselines, annotations and isotopes."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+from threadpoolctl import threadpool_limits
+
+from msicoloc import InputError
+from msicoloc.baselines import (
+    cosine_similarity,
+    metaspace_vectors,
+    nearest_neighbours,
+    pixel_vectors,
+)
+from msicoloc.cluster import check_cluster_args, knn_spectral_clustering
+from msicoloc.metrics import find_isotopes, isotopic_recall, match_annotations, scores
+from msicoloc.step import atomic_output, run_step
+
+log = logging.getLogger("evaluate")
+
+#: Methods in the order the report shows them; the last is the workflow's answer.
+METHODS = {
+    "pixel_cosine_sc": "pixel-vector cosine + SC",
+    "metaspace_sc": "METASPACE-style cosine + SC",
+    "untrained_sc": "untrained encoder + SC",
+    "simclr_sc": "SimCLR + SC",
+    "simclr_selflabel": "SimCLR + SC + self-labeling",
+}
+
+
+def read_labels(path: Path, mz: np.ndarray, column: str = "cluster") -> np.ndarray:
+    """Cluster labels from a TSV whose ``mz`` column matches the ion images."""
+    table = pd.read_csv(path, sep="\t")
+    if len(table) != len(mz) or not np.allclose(table["mz"], mz, rtol=1e-8):
+        raise InputError(path, "its mz column does not match the ion images")
+    return table[column].to_numpy()
+
+
+def main(
+    images: Path,
+    embeddings: Path,
+    sc_clusters: Path,
+    clusters: Path,
+    metrics: Path,
+    isotopes: Path,
+    colocalization: Path,
+    methods_table: Path,
+    *,
+    annotations: str | None = None,
+    n_clusters: int = 10,
+    n_neighbors: int = 10,
+    seed: int = 0,
+    annotation_tolerance_ppm: float = 10.0,
+    isotope_tolerance_ppm: float = 5.0,
+    isotope_charges: list[int] | None = None,
+    isotope_min_correlation: float = 0.5,
+    isotope_max_order: int = 3,
+    top_n: int = 10,
+    threads: int = 1,
+    dataset: str = "cli",
+) -> None:
+    """Compare every method on the same ion images and write metrics and exports.
+
+    Parameters
+    ----------
+    images
+        ion_images.h5 (images, mz, mask).
+    embeddings
+        embeddings.h5 (features, features_untrained).
+    sc_clusters
+        clusters_sc.tsv: spectral clustering of the SimCLR features.
+    clusters
+        clusters.tsv: the self-labeled clusters (column cluster).
+    metrics
+        metrics.json to write.
+    isotopes
+        isotopes.tsv to write (isotope pairs found among the peaks).
+    colocalization
+        colocalization.tsv to write: every ion's nearest ions in the learned feature space.
+    methods_table
+        TSV of every method's cluster per ion (mz and one column per method).
+    annotations
+        Optional TSV with columns mz, label (known co-localization classes).
+    n_clusters
+        Number of clusters for every method.
+    n_neighbors
+        Neighbours in the kNN graph of every spectral clustering.
+    seed
+        Seed of the baselines' spectral clustering (and the stability check with seed + 1).
+    annotation_tolerance_ppm
+        Largest m/z difference (ppm) between a peak and the annotation it takes.
+    isotope_tolerance_ppm
+        Largest deviation (ppm) from the 13C spacing for an isotope pair.
+    isotope_charges
+        Charge states to look for isotope spacings (1.00336 / z).
+    isotope_min_correlation
+        Smallest image correlation of an isotope pair.
+    isotope_max_order
+        Longest isotope chain (M+1, M+2, ...).
+    top_n
+        Nearest ions listed per ion in colocalization.tsv.
+    threads
+        CPU threads (kNN search, eigen solver, BLAS).
+    dataset
+        Data set id, for messages.
+    """
+    with h5py.File(images, "r") as f:
+        stack, mz, mask = f["images"][()], f["mz"][()], f["mask"][()]
+    with h5py.File(embeddings, "r") as f:
+        learned, untrained = f["features"][()], f["features_untrained"][()]
+    try:
+        check_cluster_args(len(mz), n_clusters, n_neighbors)
+    except ValueError as err:
+        raise InputError(images, str(err)) from None
+
+    def sc(features, random_state=seed):
+        return knn_spectral_clustering(
+            features, n_clusters, n_neighbors=n_neighbors, random_state=random_state
+        )
+
+    with threadpool_limits(limits=max(1, threads)):
+        labels = {
+            "pixel_cosine_sc": sc(pixel_vectors(stack, mask)),
+            "metaspace_sc": sc(metaspace_vectors(stack, mask)),
+            "untrained_sc": sc(untrained),
+            "simclr_sc": read_labels(sc_clusters, mz),
+            "simclr_selflabel": read_labels(clusters, mz),
+        }
+        stability = float(adjusted_rand_score(labels["simclr_sc"], sc(learned, seed + 1)))
+    iso = find_isotopes(
+        mz,
+        stack,
+        mask,
+        tolerance_ppm=isotope_tolerance_ppm,
+        charges=tuple(isotope_charges or [1]),
+        min_correlation=isotope_min_correlation,
+        max_order=isotope_max_order,
+    )
+    truth = None
+    if annotations:
+        ann = pd.read_csv(annotations, sep="\t")
+        if not {"mz", "label"} <= set(ann.columns):
+            raise InputError(annotations, "annotations need columns 'mz' and 'label'")
+        truth = match_annotations(
+            mz, ann["mz"].to_numpy(float), ann["label"].astype(str).to_numpy(),
+            annotation_tolerance_ppm,
+        )
+        if not any(t is not None for t in truth):
+            raise InputError(annotations, "no annotated m/z matches a peak")
+
+    report: dict = {
+        "dataset": dataset,
+        "n_ions": int(len(mz)),
+        "n_pixels_tissue": int(mask.sum()),
+        "n_clusters": int(n_clusters),
+        "n_isotope_pairs": int(len(iso)),
+        "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
+        "n_annotation_rows": int(len(ann)) if truth is not None else 0,
+        "silhouette": float(silhouette_score(learned, labels["simclr_selflabel"],
+                                             metric="cosine"))
+        if len(set(labels["simclr_selflabel"])) > 1 else float("nan"),
+        "stability_ari": stability,
+        "method_names": METHODS,
+        "methods": {},
+    }
+    for name, lab in labels.items():
+        row = {"isotopic_recall": isotopic_recall(iso, lab),
+               "cluster_sizes": np.bincount(lab, minlength=n_clusters).tolist()}
+        if truth is not None:
+            known = np.array([t is not None for t in truth])
+            row.update(scores(truth[known].astype(str), lab[known]))
+        report["methods"][name] = row
+    report["best"] = {
+        key: max(report["methods"], key=lambda m: _sortable(report["methods"][m][key]))
+        for key in ("purity", "hungarian_accuracy", "ari", "nmi", "isotopic_recall")
+        if key in report["methods"]["simclr_sc"]
+    }
+    for name, row in report["methods"].items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
+        log.info("%-32s %s", METHODS[name], shown)
+
+    idx, sim = nearest_neighbours(cosine_similarity(learned), top_n)
+    coloc = pd.DataFrame({
+        "mz": np.repeat(mz, idx.shape[1]),
+        "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
+        "neighbour_mz": mz[idx].ravel(),
+        "cosine": sim.ravel(),
+        "same_cluster": (labels["simclr_selflabel"][idx]
+                         == labels["simclr_selflabel"][:, None]).ravel(),
+    })
+    table = pd.DataFrame({"mz": mz, **labels})
+    if truth is not None:
+        table["annotation"] = truth
+    with atomic_output(metrics) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    with atomic_output(isotopes) as tmp:
+        iso.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    with atomic_output(colocalization) as tmp:
+        coloc.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+    with atomic_output(methods_table) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+
+
+def _sortable(value: float) -> float:
+    return -np.inf if value is None or np.isnan(value) else value
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value))
+
+
+if __name__ == "__main__":
+    run_step(
+        main,
+        inputs=["images", "embeddings", "sc_clusters", "clusters"],
+        outputs=["metrics", "isotopes", "colocalization", "methods_table"],
+    )
