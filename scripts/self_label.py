@@ -81,7 +81,7 @@ def main(
         Adam weight decay.
     confidence
         Confidence cut on the weak view's max softmax: a quantile of each batch
-        (confidence_mode quantile; 0.4 keeps the top 60%) or a fixed softmax value (threshold).
+        (confidence_mode quantile; 0.4 keeps the top 60 percent) or a fixed softmax value (threshold).
     confidence_mode
         quantile or threshold.
     class_balanced
