@@ -61,7 +61,7 @@ def main(
     seed: int = 0,
     annotation_tolerance_ppm: float = 10.0,
     isotope_tolerance_ppm: float = 5.0,
-    isotope_charges: list[int] | None = None,
+    isotope_charges: tuple[int, ...] = (1,),
     isotope_min_correlation: float = 0.5,
     isotope_max_order: int = 3,
     top_n: int = 10,
@@ -141,7 +141,7 @@ def main(
         stack,
         mask,
         tolerance_ppm=isotope_tolerance_ppm,
-        charges=tuple(isotope_charges or [1]),
+        charges=tuple(isotope_charges),
         min_correlation=isotope_min_correlation,
         max_order=isotope_max_order,
     )
@@ -151,7 +151,9 @@ def main(
         if not {"mz", "label"} <= set(ann.columns):
             raise InputError(annotations, "annotations need columns 'mz' and 'label'")
         truth = match_annotations(
-            mz, ann["mz"].to_numpy(float), ann["label"].astype(str).to_numpy(),
+            mz,
+            ann["mz"].to_numpy(float),
+            ann["label"].astype(str).to_numpy(),
             annotation_tolerance_ppm,
         )
         if not any(t is not None for t in truth):
@@ -165,16 +167,18 @@ def main(
         "n_isotope_pairs": int(len(iso)),
         "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
         "n_annotation_rows": int(len(ann)) if truth is not None else 0,
-        "silhouette": float(silhouette_score(learned, labels["simclr_selflabel"],
-                                             metric="cosine"))
-        if len(set(labels["simclr_selflabel"])) > 1 else float("nan"),
+        "silhouette": float(silhouette_score(learned, labels["simclr_selflabel"], metric="cosine"))
+        if len(set(labels["simclr_selflabel"])) > 1
+        else float("nan"),
         "stability_ari": stability,
         "method_names": METHODS,
         "methods": {},
     }
     for name, lab in labels.items():
-        row = {"isotopic_recall": isotopic_recall(iso, lab),
-               "cluster_sizes": np.bincount(lab, minlength=n_clusters).tolist()}
+        row = {
+            "isotopic_recall": isotopic_recall(iso, lab),
+            "cluster_sizes": np.bincount(lab, minlength=n_clusters).tolist(),
+        }
         if truth is not None:
             known = np.array([t is not None for t in truth])
             row.update(scores(truth[known].astype(str), lab[known]))
@@ -189,14 +193,17 @@ def main(
         log.info("%-32s %s", METHODS[name], shown)
 
     idx, sim = nearest_neighbours(cosine_similarity(learned), top_n)
-    coloc = pd.DataFrame({
-        "mz": np.repeat(mz, idx.shape[1]),
-        "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
-        "neighbour_mz": mz[idx].ravel(),
-        "cosine": sim.ravel(),
-        "same_cluster": (labels["simclr_selflabel"][idx]
-                         == labels["simclr_selflabel"][:, None]).ravel(),
-    })
+    coloc = pd.DataFrame(
+        {
+            "mz": np.repeat(mz, idx.shape[1]),
+            "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
+            "neighbour_mz": mz[idx].ravel(),
+            "cosine": sim.ravel(),
+            "same_cluster": (
+                labels["simclr_selflabel"][idx] == labels["simclr_selflabel"][:, None]
+            ).ravel(),
+        }
+    )
     table = pd.DataFrame({"mz": mz, **labels})
     if truth is not None:
         table["annotation"] = truth

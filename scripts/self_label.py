@@ -44,6 +44,7 @@ def main(
     confidence: float = 0.4,
     confidence_mode: Literal["quantile", "threshold"] = "quantile",
     class_balanced: bool = True,
+    freeze_bn: bool = True,
     seed: int = 0,
     device: str = "auto",
     channels_last: bool = True,
@@ -81,11 +82,14 @@ def main(
         Adam weight decay.
     confidence
         Confidence cut on the weak view's max softmax: a quantile of each batch
-        (confidence_mode quantile; 0.4 keeps the top 60 percent) or a fixed softmax value (threshold).
+        (confidence_mode quantile; 0.4 keeps the top 60 percent) or a fixed softmax
+        value (confidence_mode threshold; the paper's 0.9).
     confidence_mode
         quantile or threshold.
     class_balanced
         Weight pseudo-classes by inverse frequency among confident images.
+    freeze_bn
+        Keep batch-norm statistics fixed while fine-tuning (scale and shift still learn).
     seed
         Random seed (classifier weights, augmentations, shuffling).
     device
@@ -122,6 +126,7 @@ def main(
         confidence_threshold=threshold,
         confidence_quantile=quantile,
         class_balanced=class_balanced,
+        freeze_bn=freeze_bn,
         seed=seed,
         device=device,
         threads=threads,

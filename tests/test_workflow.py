@@ -1,5 +1,6 @@
 """End-to-end Snakemake runs on tiny synthetic imzML, in a copy of the workflow."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,11 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
+# Small and quick learning settings: the tests check the plumbing, not the quality.
+FAST = """
+simclr: {image_size: 32, epochs: 2, batch_size: 16}
+self_label: {init_epochs: 2, epochs: 2, batch_size: 16}
+"""
 COPY = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "resources"]
 
 
@@ -54,7 +60,7 @@ def tiny_run(tmp_path_factory):
     (work / "sheet.tsv").write_text(
         "dataset\timzml\tannotations\tn_clusters\ntiny\tdata/tiny.imzML\tdata/tiny_ann.tsv\t3\n"
     )
-    (work / "test.yaml").write_text("datasets: sheet.tsv\n")
+    (work / "test.yaml").write_text("datasets: sheet.tsv\n" + FAST)
     res = snakemake(work, "--configfile", "test.yaml")
     assert res.returncode == 0, res.stdout + res.stderr
     return work
@@ -75,6 +81,37 @@ def test_outputs_exist_and_agree(tiny_run):
     for step in ("convert", "peaks", "ion_images"):
         assert (out / "logs" / f"{step}.log").exists()
         assert (out / "benchmarks" / f"{step}.tsv").exists()
+
+
+def test_learning_outputs(tiny_run):
+    out = tiny_run / "results" / "tiny"
+    clusters = pd.read_csv(out / "clusters.tsv", sep="\t")
+    assert list(clusters.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
+    assert clusters.cluster.between(0, 2).all() and clusters.confidence.between(0, 1).all()
+    with h5py.File(out / "embeddings.h5") as h5:
+        assert h5["features"].shape == (len(clusters), h5["features_untrained"].shape[1])
+    history = pd.read_csv(out / "model" / "simclr_history.tsv", sep="\t")
+    assert list(history.epoch) == [1, 2] and np.isfinite(history.loss).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {
+        "pixel_cosine_sc",
+        "metaspace_sc",
+        "untrained_sc",
+        "simclr_sc",
+        "simclr_selflabel",
+    }
+    assert 0 <= metrics["methods"]["simclr_selflabel"]["hungarian_accuracy"] <= 1
+
+
+def test_same_seed_gives_identical_clusters(tiny_run):
+    """Same seed, same machine, CPU: retraining from scratch gives byte-identical results."""
+    out = tiny_run / "results" / "tiny"
+    before = {p: (out / p).read_bytes() for p in ("clusters.tsv", "clusters_sc.tsv")}
+    res = snakemake(tiny_run, "--configfile", "test.yaml", "--forcerun", "train_simclr")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "train_simclr" in res.stdout + res.stderr  # it did retrain
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
 
 
 def test_second_run_does_nothing(tiny_run):

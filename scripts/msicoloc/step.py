@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -183,7 +184,7 @@ def _add_typed(parser, flag, name, hint, default, help_) -> None:
         kw["action"] = argparse.BooleanOptionalAction
     elif origin is typing.Literal:
         kw["choices"] = list(args)
-    elif origin is list:
+    elif origin in (list, tuple):
         kw["nargs"] = "*"
         kw["type"] = args[0] if args else str
     elif origin in (typing.Union, types.UnionType):
@@ -191,6 +192,9 @@ def _add_typed(parser, flag, name, hint, default, help_) -> None:
         kw["type"] = _parse_scalar
     elif hint in (int, float, str, Path):
         kw["type"] = hint
+    elif hint is dict or origin is dict:
+        kw["type"] = json.loads  # e.g. --augment '{"brightness": 0.3}'
+        kw["metavar"] = "JSON"
     parser.add_argument(flag, **kw)
 
 

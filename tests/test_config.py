@@ -1,0 +1,113 @@
+"""The config, its schema, the rules' params and the scripts' signatures agree."""
+
+import ast
+import inspect
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from conftest import ROOT
+
+SCHEMA = yaml.safe_load((ROOT / "config/schemas/config.schema.yaml").read_text())
+CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
+def rules():
+    """(rule name, script path, {param: config path or None}) for every rule with a script."""
+    found = []
+    for smk in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"\nrule ", "\n" + smk.read_text())[1:]:
+            name = block.split(":", 1)[0].strip()
+            script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
+            params = {}
+            section = re.search(r"\n    params:\n((?:        .*\n)+)", block)
+            for line in section.group(1).splitlines() if section else []:
+                m = re.match(r"\s+(\w+)=(.*),$", line)
+                if m:
+                    path = re.findall(r'\["(\w+)"\]', m.group(2))
+                    params[m.group(1)] = path if m.group(2).startswith("config[") else None
+            if script:
+                found.append((name, (smk.parent / script.group(1)).resolve(), params))
+    return found
+
+
+def schema_default(path):
+    node = SCHEMA
+    for key in path:
+        node = node["properties"][key]
+    return node.get("default")
+
+
+def script_main(path):
+    sys.path.insert(0, str(path.parent))
+    namespace = {"__name__": "not_main", "__file__": str(path)}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    return namespace["main"]
+
+
+def test_config_is_valid_and_schema_is_sound():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(CONFIG)
+
+
+def test_every_config_key_has_a_schema_default():
+    def walk(node, path):
+        if node.get("type") == "object" and "properties" in node:
+            for key, sub in node["properties"].items():
+                yield from walk(sub, [*path, key])
+        elif path and path[-1] not in ("datasets",):
+            yield path, node
+
+    for path, node in walk(SCHEMA, []):
+        assert "default" in node, f"no default for {'.'.join(path)}"
+
+
+@pytest.mark.parametrize("rule, script, params", rules(), ids=lambda r: getattr(r, "name", None))
+def test_rule_params_match_script_signature(rule, script, params):
+    main = script_main(script)
+    sig = inspect.signature(main).parameters
+    for name, path in params.items():
+        assert name in sig, f"rule {rule}: param {name} is not an argument of {script.name}"
+        default = sig[name].default
+        if path and default is not inspect.Parameter.empty and not isinstance(default, dict):
+            want = schema_default(path)
+            if isinstance(want, list) and isinstance(default, tuple):
+                default = list(default)
+            assert default == want, (
+                f"{script.name}: default {name}={default!r} differs from schema "
+                f"{'.'.join(path)}={want!r}"
+            )
+
+
+def test_config_yaml_states_the_schema_defaults():
+    def walk(cfg, path):
+        for key, value in cfg.items():
+            if isinstance(value, dict):
+                yield from walk(value, [*path, key])
+            else:
+                yield [*path, key], value
+
+    for path, value in walk(CONFIG, []):
+        if path[0] == "datasets":
+            continue
+        assert value == schema_default(path), f"config.yaml {'.'.join(path)} != schema default"
+
+
+def test_every_rule_has_log_conda_and_benchmark():
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for block in re.split(r"\nrule ", "\n" + smk.read_text())[1:]:
+            name = block.split(":", 1)[0].strip()
+            if name in ("all",):
+                continue
+            assert "\n    log:" in block, name
+            assert "\n    conda:" in block, name
+
+
+def test_scripts_have_no_config_access():
+    for script in (ROOT / "scripts").glob("*.py"):
+        tree = ast.parse(script.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        assert "config" not in names, f"{script.name} reads config; use params"
