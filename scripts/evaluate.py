@@ -161,12 +161,12 @@ def main(
 
     report: dict = {
         "dataset": dataset,
-        "n_ions": int(len(mz)),
+        "n_ions": len(mz),
         "n_pixels_tissue": int(mask.sum()),
         "n_clusters": int(n_clusters),
-        "n_isotope_pairs": int(len(iso)),
+        "n_isotope_pairs": len(iso),
         "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
-        "n_annotation_rows": int(len(ann)) if truth is not None else 0,
+        "n_annotation_rows": len(ann) if truth is not None else 0,
         "silhouette": float(silhouette_score(learned, labels["simclr_selflabel"], metric="cosine"))
         if len(set(labels["simclr_selflabel"])) > 1
         else float("nan"),

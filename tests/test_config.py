@@ -4,7 +4,6 @@ import ast
 import inspect
 import re
 import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
