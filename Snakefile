@@ -1,7 +1,7 @@
 # Self-supervised co-localization of MSI ion images (after Hu, Bindu & Laskin, Chem. Sci. 2022).
 # The pipeline, per data set in the sample sheet:
 #   imzML -> convert -> peaks -> ion_images -> train_simclr -> embed -> cluster -> self_label
-#         -> evaluate
+#         -> evaluate -> report; summary.html over all data sets
 # Every output lives under results/{dataset}/; see README.md for the table of outputs.
 from snakemake.utils import min_version
 
@@ -16,6 +16,7 @@ include: "rules/demo.smk"
 include: "rules/preprocess.smk"
 include: "rules/learn.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -126,5 +126,7 @@ def all_outputs():
             f"results/{name}/ion_images.png",
             f"results/{name}/clusters.tsv",
             f"results/{name}/metrics.json",
+            f"results/{name}/report.html",
         ]
+    outputs.append("results/summary.html")
     return outputs
