@@ -51,7 +51,7 @@ rule embed:
         "../envs/learn.yaml"
     threads: config["gpu_resources"]["threads"]
     params:
-        batch_size=config["simclr"]["batch_size"],
+        batch_size=config["embed"]["batch_size"],
         device=config["device"],
     script:
         "../scripts/embed.py"
@@ -106,6 +106,7 @@ rule self_label:
         confidence=config["self_label"]["confidence"],
         confidence_mode=config["self_label"]["confidence_mode"],
         class_balanced=config["self_label"]["class_balanced"],
+        freeze_bn=config["self_label"]["freeze_bn"],
         weak=config["self_label"]["weak"],
         strong=config["self_label"]["strong"],
         seed=config["seed"],

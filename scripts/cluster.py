@@ -22,7 +22,7 @@ def main(
     embeddings: Path,
     clusters: Path,
     *,
-    n_clusters: int = 8,
+    n_clusters: int = 10,
     n_neighbors: int = 10,
     seed: int = 0,
     features: str = "features",

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from msicoloc import InputError
+from msicoloc.augment import STRONG, WEAK, augment_params
 from msicoloc.cluster import relabel_by_size
 from msicoloc.step import atomic_output, run_step
 from msicoloc.train import (
@@ -45,6 +46,8 @@ def main(
     confidence_mode: Literal["quantile", "threshold"] = "quantile",
     class_balanced: bool = True,
     freeze_bn: bool = True,
+    weak: dict | None = None,
+    strong: dict | None = None,
     seed: int = 0,
     device: str = "auto",
     channels_last: bool = True,
@@ -90,6 +93,12 @@ def main(
         Weight pseudo-classes by inverse frequency among confident images.
     freeze_bn
         Keep batch-norm statistics fixed while fine-tuning (scale and shift still learn).
+    weak
+        Strengths of the weak view (gives the pseudo-label), as in train_simclr's augment;
+        keys left out keep the reference's weak setting.
+    strong
+        Strengths of the strong view (the loss is computed on it); keys left out keep the
+        reference's strong setting.
     seed
         Random seed (classifier weights, augmentations, shuffling).
     device
@@ -127,6 +136,8 @@ def main(
         confidence_quantile=quantile,
         class_balanced=class_balanced,
         freeze_bn=freeze_bn,
+        weak=augment_params(WEAK, weak),
+        strong=augment_params(STRONG, strong),
         seed=seed,
         device=device,
         threads=threads,

@@ -5,12 +5,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import dataclasses
 import logging
 
 import torch
 
-from msicoloc.augment import SIMCLR
+from msicoloc.augment import SIMCLR, augment_params
 from msicoloc.step import atomic_output, run_step
 from msicoloc.train import (
     check_images,
@@ -38,7 +37,7 @@ def main(
     weight_decay: float = 1e-6,
     temperature: float = 0.5,
     projection_dim: int = 128,
-    rotation: float = 0.0,
+    augment: dict | None = None,
     seed: int = 0,
     device: str = "auto",
     channels_last: bool = True,
@@ -75,8 +74,10 @@ def main(
         NT-Xent temperature.
     projection_dim
         Width of the projection head output used by the loss.
-    rotation
-        Maximum random rotation in degrees added to the augmentations (0: none).
+    augment
+        Augmentation strengths (blur_kernel, blur_sigma, brightness, contrast, noise_sigma,
+        noise_threshold, noise_reference, rotation, zero_off_tissue); keys left out keep the
+        reference's "medium" setting.
     seed
         Random seed (weights, augmentations, shuffling).
     device
@@ -98,7 +99,7 @@ def main(
         image_size,
         epochs,
     )
-    aug = dataclasses.replace(SIMCLR, rotation=float(rotation))
+    aug = augment_params(SIMCLR, augment)
     enc, records = train_simclr(
         stack,
         mask,

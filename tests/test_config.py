@@ -71,8 +71,8 @@ def test_rule_params_match_script_signature(rule, script, params):
     for name, path in params.items():
         assert name in sig, f"rule {rule}: param {name} is not an argument of {script.name}"
         default = sig[name].default
-        if path and default is not inspect.Parameter.empty and not isinstance(default, dict):
-            want = schema_default(path)
+        want = schema_default(path) if path else None
+        if path and default is not inspect.Parameter.empty and want != {}:
             if isinstance(want, list) and isinstance(default, tuple):
                 default = list(default)
             assert default == want, (
@@ -110,3 +110,25 @@ def test_scripts_have_no_config_access():
         tree = ast.parse(script.read_text())
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert "config" not in names, f"{script.name} reads config; use params"
+
+
+def test_augmentation_presets_equal_schema_defaults():
+    import dataclasses
+
+    from msicoloc.augment import SIMCLR, STRONG, WEAK
+
+    def leaf_defaults(path):
+        node = SCHEMA
+        for key in path:
+            node = node["properties"][key]
+        return {k: v["default"] for k, v in node["properties"].items()}
+
+    for preset, path in (
+        (SIMCLR, ["simclr", "augment"]),
+        (WEAK, ["self_label", "weak"]),
+        (STRONG, ["self_label", "strong"]),
+    ):
+        values = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(preset).items()
+        }
+        assert values == leaf_defaults(path), path

@@ -9,6 +9,8 @@ intensity, noise) rather than geometry: crops and translations hurt co-localizat
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass
 
@@ -75,6 +77,24 @@ WEAK = AugmentParams(blur_sigma=(0.01, 0.75), brightness=0.25, contrast=0.25)
 STRONG = AugmentParams(blur_sigma=(0.1, 2.0), noise_sigma=(0.001, 0.4))
 
 PRESETS = {"simclr": SIMCLR, "weak": WEAK, "strong": STRONG}
+
+
+def augment_params(base: AugmentParams, overrides: dict | None) -> AugmentParams:
+    """``base`` with the strengths given in ``overrides`` (a config mapping) replaced.
+
+    Parameters
+    ----------
+    base
+        Preset whose values stand for the keys that ``overrides`` leaves out.
+    overrides
+        Mapping of field names to values; ranges may be lists (YAML) or tuples.
+    """
+    fields = {f.name for f in dataclasses.fields(AugmentParams)}
+    unknown = sorted(set(overrides or {}) - fields)
+    if unknown:
+        raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {sorted(fields)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
+    return dataclasses.replace(base, **values)
 
 
 def fit_square(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
