@@ -72,6 +72,20 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=12)
     ap.add_argument("--ions", type=int, default=150, help="monoisotopic ions (isotopes extra)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--counts-scale",
+        type=float,
+        default=20.0,
+        help="expected counts of the most abundant ion at its pattern's maximum; "
+        "abundances spread over 1.5 decades below it",
+    )
+    ap.add_argument(
+        "--admixture",
+        type=float,
+        default=0.15,
+        help="share of another class's pattern in every ion image",
+    )
+    ap.add_argument("--name", default="semisynthetic", help="data set id")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "work")
     ap.add_argument("--cores", default="2")
     ap.add_argument(
@@ -83,7 +97,7 @@ def main() -> None:
     ap.add_argument("--no-run", action="store_true", help="only write the data set")
     args = ap.parse_args()
 
-    name = "semisynthetic"
+    name = args.name
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     imzml, ann = work / f"{name}.imzML", work / f"{name}_annotations.tsv"
@@ -94,7 +108,9 @@ def main() -> None:
     print("class patterns: m/z", ", ".join(stems[i] for i in pick))
     rng = np.random.default_rng(args.seed)
     ions = simulate_ions(args.classes, args.ions, rng)
-    spectra = simulate_spectra(ions, patterns, mask, rng)
+    spectra = simulate_spectra(
+        ions, patterns, mask, rng, counts_scale=args.counts_scale, admixture=args.admixture
+    )
     # the real acquisition measured only the masked pixels: write those, skip the rest
     rows, cols = np.nonzero(mask)
     measured = mask.ravel()

@@ -172,3 +172,21 @@ def test_heads():
     net = ClusterClassifier(build_encoder(TINY), 5).eval()
     with torch.no_grad():
         assert net(torch.rand(3, 1, 32, 32)).shape == (3, 5)
+
+
+def test_pretrained_path_with_other_key_names_loads_by_position(tmp_path):
+    """Weights of another implementation of the same network (other names, same order and
+    shapes, plus a classifier) load; a file that does not line up is refused."""
+    torch.manual_seed(1)
+    source = timm.create_model("resnet18", num_classes=10, in_chans=1)
+    renamed = {
+        f"port.{i}.{k.replace('.', '_')}": v for i, (k, v) in enumerate(source.state_dict().items())
+    }
+    path = tmp_path / "port.pth"
+    torch.save(renamed, path)
+    enc = build_encoder("resnet18", in_chans=1, pretrained=str(path))
+    assert torch.equal(enc.state_dict()["conv1.weight"], source.state_dict()["conv1.weight"])
+    shuffled = dict(reversed(list(renamed.items())))
+    torch.save(shuffled, path)
+    with pytest.raises(InputError, match="does not fit encoder"):
+        build_encoder("resnet18", in_chans=1, pretrained=str(path))

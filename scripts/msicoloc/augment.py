@@ -10,7 +10,6 @@ intensity, noise) rather than geometry: crops and translations hurt co-localizat
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from dataclasses import dataclass
 

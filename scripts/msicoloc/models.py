@@ -89,6 +89,10 @@ def load_weights(model: nn.Module, path: Path) -> None:
     state = {
         k: v for k, v in state.items() if not any(k == p or k.startswith(p + ".") for p in prefixes)
     }
+    if not set(state) & set(target):
+        # Weights from another implementation of the same architecture (e.g. a torchvision or
+        # EfficientNet-PyTorch port) use other names; take them if every shape fits in order.
+        state = _match_by_position(state, target) or state
     state = {k: _adapt_first_conv(k, v, target.get(k)) for k, v in state.items()}
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
@@ -109,6 +113,40 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise InputError(path, f"does not fit encoder {arch}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
     log.info("loaded encoder weights from %s", path)
+
+
+def _match_by_position(
+    state: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """Rename ``state`` to ``target``'s keys by order, if the tensors line up shape by shape.
+
+    Trailing tensors of ``state`` beyond ``target`` (a classification head, which the encoder
+    has not) are dropped. BatchNorm's ``num_batches_tracked`` counters are ignored on both
+    sides. Returns None when anything does not line up.
+    """
+    src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    dst = [k for k in target if not k.endswith("num_batches_tracked")]
+    if len(src) < len(dst) or len(src) - len(dst) > 2:
+        return None
+    renamed = {}
+    for (_, value), key in zip(src, dst, strict=False):
+        want = target[key]
+        fits = value.shape == want.shape or (
+            value.ndim == 4
+            and want.ndim == 4
+            and value.shape[1] == 3
+            and want.shape[1] == 1
+            and value.shape[0] == want.shape[0]
+            and value.shape[2:] == want.shape[2:]
+        )
+        if not fits:
+            return None
+        renamed[key] = value
+    for key in target:
+        if key.endswith("num_batches_tracked"):
+            renamed[key] = target[key]
+    log.info("weights matched to the encoder by position (%d tensors)", len(dst))
+    return renamed
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
