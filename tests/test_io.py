@@ -97,3 +97,28 @@ def test_log_grid_bins_have_constant_ppm_width_and_keep_mass():
     assert sorted(acc.sum[acc.sum > 0].tolist()) == [3.0, 4.0, 8.0]
     k = np.argmax(acc.sum == 4.0)
     assert abs(centers[k] - 1000.0) / 1000.0 * 1e6 <= 1.0
+
+
+def test_streaming_checksum_in_order_gaps_and_out_of_order(tmp_path, processed_file):
+    import hashlib
+
+    from msicoloc import InputError
+    from msicoloc.io import StreamingChecksum, read_index
+
+    path, _, _ = processed_file
+    idx = read_index(path)
+    data = idx.ibd.read_bytes()
+    assert idx.checksum == ("sha1", hashlib.sha1(data).hexdigest())
+    with open(idx.ibd, "rb") as f:
+        c = StreamingChecksum(idx)
+        c.update(f, 16, data[16:100])  # the header is a gap, read in passing
+        c.update(f, 150, data[150:200])  # another gap
+        c.verify()  # the tail is hashed at the end
+        c = StreamingChecksum(idx)
+        c.update(f, 100, data[100:200])
+        c.update(f, 50, data[50:60])  # goes back: falls back to hashing the file
+        assert not c.in_order
+        c.verify()
+    idx.checksum = ("sha1", "0" * 40)
+    with pytest.raises(InputError, match="SHA-1 checksum"):
+        StreamingChecksum(idx).verify()

@@ -90,24 +90,22 @@ def find_ibd(imzml: Path) -> Path:
     raise InputError(imzml.with_suffix(".ibd"), "the .ibd binary file beside the imzML is missing")
 
 
-def read_index(imzml: str | Path, *, verify_checksum: bool = True) -> ImzMLIndex:
-    """Parse the imzML XML and check it against its ``.ibd`` before reading any data."""
+def read_index(imzml: str | Path) -> ImzMLIndex:
+    """Parse the imzML XML and check it against its ``.ibd`` before reading any data.
+
+    The checksum is verified while the data are read (:func:`iter_imzml_chunks`).
+    """
     from pyimzml.ImzMLParser import ImzMLParser
 
     imzml = Path(imzml)
     if not imzml.is_file():
         raise InputError(imzml, "file not found")
     ibd = find_ibd(imzml)
-    # SHA-1 is the usual imzML checksum: hash the .ibd on the other core while the XML is
-    # parsed (hashlib and file reads release the GIL), rather than after it.
-    with ThreadPoolExecutor(1) as pool:
-        sha1 = pool.submit(_digest, ibd, "sha1") if verify_checksum else None
-        try:
-            parser = ImzMLParser(str(imzml), ibd_file=None)
-        except Exception as err:  # lxml/ElementTree/pyimzml raise many types for broken XML
-            msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputError(imzml, f"malformed imzML XML ({msg})") from None
-        digests = {"sha1": sha1.result()} if sha1 is not None else {}
+    try:
+        parser = ImzMLParser(str(imzml), ibd_file=None)
+    except Exception as err:  # lxml/ElementTree/pyimzml raise many types for broken XML
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(imzml, f"malformed imzML XML ({msg})") from None
     if parser.mzPrecision is None or parser.intensityPrecision is None:
         raise InputError(imzml, "no m/z or intensity array description (referenceableParamGroup)")
     if not parser.coordinates:
@@ -138,8 +136,6 @@ def read_index(imzml: str | Path, *, verify_checksum: bool = True) -> ImzMLIndex
         idx.continuous = bool(np.all(idx.mz_offsets == idx.mz_offsets[0]))
     idx.max_xy, idx.pixel_size_um = _scan_settings(parser)
     _check_index(idx)
-    if verify_checksum:
-        _check_checksum(idx, digests)
     return idx
 
 
@@ -226,19 +222,52 @@ def _check_coords(idx: ImzMLIndex) -> None:
         )
 
 
-def _digest(path: Path, algo: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, algo).hexdigest()
+class StreamingChecksum:
+    """The .ibd's checksum, computed from the bytes the chunk reader reads anyway.
 
+    Usual files store their arrays in order, so the chunks' byte spans follow each other and
+    the whole file is hashed without a second read; any gap is read and hashed in passing.
+    Spans that go back (an odd layout) make it fall back to hashing the file once more.
+    """
 
-def _check_checksum(idx: ImzMLIndex, known: dict[str, str]) -> None:
-    if idx.checksum is None:
-        return
-    algo, expected = idx.checksum
-    actual = known.get(algo) or _digest(idx.ibd, algo)
-    if actual != expected:
-        name = {"sha1": "SHA-1", "md5": "MD5"}[algo]
-        raise InputError(idx.ibd, f"{name} checksum {actual} does not match the imzML's {expected}")
+    def __init__(self, idx: ImzMLIndex) -> None:
+        self.idx = idx
+        self.algo = idx.checksum[0] if idx.checksum else None
+        self.hash = hashlib.new(self.algo) if self.algo else None
+        self.pos = 0  # bytes hashed so far
+        self.in_order = True
+
+    def update(self, f, lo: int, buf: bytes) -> None:
+        if self.hash is None or not self.in_order:
+            return
+        if lo < self.pos:
+            self.in_order = False
+            return
+        if lo > self.pos:
+            f.seek(self.pos)
+            self.hash.update(f.read(lo - self.pos))
+        self.hash.update(buf)
+        self.pos = lo + len(buf)
+
+    def verify(self) -> None:
+        """Raise InputError if the file's checksum differs from the imzML's."""
+        if self.hash is None:
+            return
+        if self.in_order:
+            with open(self.idx.ibd, "rb") as f:
+                f.seek(self.pos)
+                while block := f.read(1 << 24):
+                    self.hash.update(block)
+            actual = self.hash.hexdigest()
+        else:
+            with open(self.idx.ibd, "rb") as f:
+                actual = hashlib.file_digest(f, self.algo).hexdigest()
+        expected = self.idx.checksum[1]
+        if actual != expected:
+            name = {"sha1": "SHA-1", "md5": "MD5"}[self.algo]
+            raise InputError(
+                self.idx.ibd, f"{name} checksum {actual} does not match the imzML's {expected}"
+            )
 
 
 @dataclass
@@ -270,11 +299,17 @@ def chunk_bounds(lengths: np.ndarray, max_values: int, max_pixels: int | None = 
     return bounds
 
 
-def iter_imzml_chunks(idx: ImzMLIndex, *, max_values: int = 4_000_000) -> Iterator[Chunk]:
-    """Read, check and yield the spectra chunk by chunk (bounded memory)."""
+def iter_imzml_chunks(
+    idx: ImzMLIndex, *, max_values: int = 4_000_000, checksum: StreamingChecksum | None = None
+) -> Iterator[Chunk]:
+    """Read, check and yield the spectra chunk by chunk (bounded memory).
+
+    Each chunk's m/z and intensity arrays are cut from one read of the byte span they cover;
+    ``checksum``, if given, is fed those bytes.
+    """
     shared_mz = (
         _read_array(idx, idx.mz_offsets[0], idx.mz_lengths[0], idx.mz_dtype)
-        if (idx.continuous)
+        if idx.continuous
         else None
     )
     if shared_mz is not None:
@@ -282,15 +317,14 @@ def iter_imzml_chunks(idx: ImzMLIndex, *, max_values: int = 4_000_000) -> Iterat
     with open(idx.ibd, "rb") as f:
         bounds = chunk_bounds(idx.int_lengths, max_values)
         for start, stop in itertools.pairwise(bounds):
+            arrays = [(idx.int_offsets[start:stop], idx.int_lengths[start:stop], idx.int_dtype)]
             if shared_mz is None:
-                mz = _gather(
-                    f, idx.mz_offsets[start:stop], idx.mz_lengths[start:stop], idx.mz_dtype
+                arrays.insert(
+                    0, (idx.mz_offsets[start:stop], idx.mz_lengths[start:stop], idx.mz_dtype)
                 )
-            else:
-                mz = shared_mz
-            inten = _gather(
-                f, idx.int_offsets[start:stop], idx.int_lengths[start:stop], idx.int_dtype
-            )
+            parts = _gather(f, arrays, checksum)
+            mz = parts[0] if shared_mz is None else shared_mz
+            inten = parts[-1]
             offsets = np.concatenate([[0], np.cumsum(idx.int_lengths[start:stop])])
             _check_values(idx, None if shared_mz is not None else mz, inten, offsets, start)
             if shared_mz is not None:
@@ -304,30 +338,48 @@ def _read_array(idx: ImzMLIndex, offset: int, length: int, dtype: np.dtype) -> n
         return np.frombuffer(f.read(int(length) * dtype.itemsize), dtype=dtype)
 
 
-def _gather(f, offsets: np.ndarray, lengths: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Concatenate arrays stored at ``offsets`` with one read of the byte span they cover."""
-    nbytes = lengths * dtype.itemsize
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=dtype.newbyteorder("="))
-    lo = int(offsets.min())
-    hi = int((offsets + nbytes).max())
-    # Usual layouts interleave m/z and intensity arrays, so the span is about twice the
-    # bytes wanted; read it whole. Odd layouts with far-apart arrays are read piece by piece.
-    if hi - lo <= 4 * int(nbytes.sum()) + (1 << 20):
+def _gather(f, arrays, checksum: StreamingChecksum | None) -> list[np.ndarray]:
+    """Concatenate, per (offsets, lengths, dtype), the arrays stored at those offsets.
+
+    Usual layouts interleave m/z and intensity arrays, so one read of the byte span they
+    cover serves all of them. Odd layouts with far-apart arrays are read piece by piece.
+    """
+    spans = [(o, o + n * d.itemsize) for o, n, d in arrays if len(o)]
+    wanted = sum(int((n * d.itemsize).sum()) for _, n, d in arrays)
+    out = []
+    if not spans or wanted == 0:
+        return [np.empty(0, dtype=d.newbyteorder("=")) for _, _, d in arrays]
+    lo = min(int(a.min()) for a, _ in spans)
+    hi = max(int(b.max()) for _, b in spans)
+    if hi - lo <= 2 * wanted + (1 << 20):
         f.seek(lo)
         buf = f.read(hi - lo)
-        parts = [
-            np.frombuffer(buf, dtype=dtype, count=n, offset=o)
-            for o, n in zip((offsets - lo).tolist(), lengths.tolist(), strict=True)
-            if n
-        ]
-    else:
+        if checksum is not None:
+            checksum.update(f, lo, buf)
+        for offsets, lengths, dtype in arrays:
+            parts = [
+                np.frombuffer(buf, dtype=dtype, count=n, offset=o)
+                for o, n in zip((offsets - lo).tolist(), lengths.tolist(), strict=True)
+                if n
+            ]
+            out.append(_join(parts, dtype))
+        return out
+    if checksum is not None:
+        checksum.in_order = False  # not read as a stream: hash the file separately
+    for offsets, lengths, dtype in arrays:
         parts = []
         for o, n in zip(offsets.tolist(), lengths.tolist(), strict=True):
             f.seek(o)
             parts.append(np.frombuffer(f.read(n * dtype.itemsize), dtype=dtype))
-    return np.concatenate(parts).astype(dtype.newbyteorder("="), copy=False)
+        out.append(_join(parts, dtype))
+    return out
+
+
+def _join(parts: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
+    native = dtype.newbyteorder("=")
+    if not parts:
+        return np.empty(0, dtype=native)
+    return np.concatenate(parts).astype(native, copy=False)
 
 
 def _check_values(
@@ -379,14 +431,22 @@ class LogGridAccumulator:
         self.count = np.zeros(0, dtype=np.int64)
 
     def add(self, mz: np.ndarray, intensity: np.ndarray) -> None:
+        self.add_bins(*self.bins(mz, intensity))
+
+    def bins(self, mz: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid index of each value (and the intensities kept); no state is touched, so this,
+        the costly part, may run in another thread than :meth:`add_bins`."""
         keep = mz > 1.0  # m/z <= 1 is not a molecular ion; also keeps log(mz) positive
         if not keep.all():
             mz, intensity = mz[keep], intensity[keep]
-        if len(mz) == 0:
-            return
         scaled = np.log(mz)
         scaled *= self._inv_step
-        k = scaled.astype(np.int64)  # truncation is floor here: log(mz) > 0 for mz > 1
+        return scaled.astype(np.int64), intensity  # truncation = floor, as log(mz) > 0
+
+    def add_bins(self, k: np.ndarray, intensity: np.ndarray) -> None:
+        """Accumulate values whose grid indices :meth:`bins` gave."""
+        if len(k) == 0:
+            return
         kmin, kmax = int(k.min()), int(k.max())
         self._grow(kmin, kmax)
         k -= self._lo
@@ -433,7 +493,8 @@ def convert(
     max_values: int = 4_000_000,
 ) -> dict:
     """Convert ``imzml`` (+ ``.ibd``) to the HDF5 spectra file ``out``; return a summary."""
-    idx = read_index(imzml, verify_checksum=verify_checksum)
+    idx = read_index(imzml)
+    checksum = StreamingChecksum(idx) if verify_checksum else None
     n = idx.n_pixels
     rows, cols, shape = image_positions(idx.coords)
     tic = np.zeros(n)
@@ -460,28 +521,41 @@ def convert(
             g.create_dataset(
                 "offsets", data=np.concatenate([[0], np.cumsum(idx.int_lengths)]).astype(np.int64)
             )
-        pos = 0
-        for ch in iter_imzml_chunks(idx, max_values=max_values):
+        starts = np.concatenate([[0], np.cumsum(idx.int_lengths)])
+
+        def with_bins(chunks):
+            # the grid indices are computed here, beside the reading, not in store()
+            for ch in chunks:
+                yield ch, (grid.bins(ch.mz, ch.intensity) if grid is not None else None)
+
+        def store(item: tuple[Chunk, tuple | None]) -> None:
+            ch, bins = item
             if idx.continuous:
                 inten64 = ch.intensity.astype(np.float64, copy=False)
                 d_int[ch.start : ch.stop] = ch.intensity
-                if ch.start == 0:
-                    g.create_dataset("mz", data=ch.mz)
                 tic[ch.start : ch.stop] = inten64.sum(axis=1)
                 rms[ch.start : ch.stop] = np.sqrt((inten64**2).mean(axis=1))
                 n_peaks[ch.start : ch.stop] = (ch.intensity > 0).sum(axis=1)
-                mean_sum += inten64.sum(axis=0)
-                mean_count += (ch.intensity > 0).sum(axis=0)
+                mean_sum[:] += inten64.sum(axis=0)
+                mean_count[:] += (ch.intensity > 0).sum(axis=0)
             else:
-                m = len(ch.intensity)
-                d_mz[pos : pos + m] = ch.mz
-                d_int[pos : pos + m] = ch.intensity
-                pos += m
+                pos = int(starts[ch.start])
+                d_mz[pos : pos + len(ch.mz)] = ch.mz
+                d_int[pos : pos + len(ch.mz)] = ch.intensity
                 tic[ch.start : ch.stop] = _segment_sums(ch.intensity, ch.offsets)
                 sq = _segment_sums(np.square(ch.intensity, dtype=np.float64), ch.offsets)
                 lengths = np.diff(ch.offsets)
                 rms[ch.start : ch.stop] = np.sqrt(sq / np.maximum(lengths, 1))
-                grid.add(ch.mz, ch.intensity)
+                grid.add_bins(*bins)
+
+        if idx.continuous:
+            g.create_dataset(
+                "mz", data=_read_array(idx, idx.mz_offsets[0], idx.mz_lengths[0], idx.mz_dtype)
+            )
+        chunks = iter_imzml_chunks(idx, max_values=max_values, checksum=checksum)
+        _overlapped(with_bins(chunks), store)
+        if checksum is not None:
+            checksum.verify()
         if idx.continuous:
             mean_mz = h5["spectra/mz"][:]
             mean_int, mean_cnt = mean_sum / n, mean_count
@@ -525,6 +599,22 @@ def convert(
         }
         h5.attrs.update(attrs)
     return attrs
+
+
+def _overlapped(items, work) -> None:
+    """Call ``work`` on each item in a second thread while the next item is being produced.
+
+    Reading and checking the next chunk (file reads and numpy release the GIL) overlaps with
+    storing and summarising the previous one; at most two chunks are in memory.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for item in items:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(work, item)
+        if pending is not None:
+            pending.result()
 
 
 def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
