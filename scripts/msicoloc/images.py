@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from msicoloc.io import SpectraFile
+from msicoloc.io import Chunk, SpectraFile, overlapped
 
 Normalisation = Literal["tic", "rms", "none"]
 MaskMethod = Literal["auto", "otsu", "measured"]
@@ -163,12 +163,15 @@ def extract(
     windows = WindowLookup(lo, hi) if not spectra.continuous else None
     # Bound the (peaks x pixels) block that bincount fills, not just the spectra read.
     max_pixels = max(1, max_values // max(n_peaks, 1))
-    for ch in spectra.iter_chunks(max_values=max_values, max_pixels=max_pixels):
+
+    def work(ch: Chunk) -> None:
         if spectra.continuous:
             block = extract_chunk_continuous(ch.mz, ch.intensity, lo, hi)
         else:
             block = extract_chunk_processed(ch.mz, ch.intensity, ch.offsets, windows, n_peaks)
         out[:, ch.start : ch.stop] = block
+
+    overlapped(spectra.iter_chunks(max_values=max_values, max_pixels=max_pixels), work)
     return out
 
 
@@ -271,13 +274,11 @@ def montage(
 ) -> None:
     """Save a PNG grid of ion images, each scaled to its own 0..max (viridis), labelled by m/z.
 
-    The tiles are assembled into one array and drawn with a single ``imshow``: one subplot
-    per image would take seconds for a hundred images.
+    Drawn with Pillow on one array of tiles: a matplotlib figure with a subplot per image
+    takes seconds for a hundred images, this a fraction of one.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw, ImageFont
 
     n = len(stack)
     pick = np.unique(np.linspace(0, n - 1, min(n, max_images)).round().astype(int)) if n else []
@@ -286,37 +287,35 @@ def montage(
     th, tw = -(-h // factor), -(-w // factor)
     ncol = max(1, int(np.ceil(np.sqrt(len(pick) * th / tw))))
     nrow = max(1, int(np.ceil(len(pick) / ncol)))
-    gap, label = 2, 14  # pixels between tiles and above each tile for its label
+    gap, label, head = 4, 14, 24  # pixels between tiles, above each tile, above the grid
     cell_h, cell_w = th + gap + label, tw + gap
-    mosaic = np.full((nrow * cell_h, ncol * cell_w), np.nan)
+    mosaic = np.full((head + nrow * cell_h, ncol * cell_w), np.nan)
     for k, i in enumerate(pick):
         r, c = divmod(k, ncol)
         img = block_reduce(stack[i].astype(float), factor)
         top = img.max()
-        y0, x0 = r * cell_h + label, c * cell_w
+        y0, x0 = head + r * cell_h + label, c * cell_w
         mosaic[y0 : y0 + th, x0 : x0 + tw] = img / top if top > 0 else img
-    dpi = 100
-    fig = plt.figure(figsize=(mosaic.shape[1] / dpi, mosaic.shape[0] / dpi + 0.4), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, mosaic.shape[0] / (mosaic.shape[0] + 40)))
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
-    ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    lut = (colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    rgb = lut[np.clip(np.nan_to_num(mosaic) * 255, 0, 255).astype(np.uint8)]
+    rgb[np.isnan(mosaic)] = 255
+    im = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(im)
+    font = ImageFont.load_default(size=11)
     for k, i in enumerate(pick):
         r, c = divmod(k, ncol)
-        ax.text(
-            c * cell_w + tw / 2,
-            r * cell_h + label - 2,
+        draw.text(
+            (c * cell_w + tw / 2, head + r * cell_h + label - 1),
             f"{mz[i]:.4f}",
-            fontsize=7,
-            ha="center",
-            va="bottom",
+            fill=(0, 0, 0),
+            font=font,
+            anchor="mb",
         )
     shown = f"{len(pick)} of {n} ion images" if len(pick) < n else f"{n} ion images"
-    fig.suptitle(
+    draw.text(
+        (4, 4),
         f"{title}: {shown}, m/z above each; colour 0 to each image's max (viridis)",
-        fontsize=8,
-        y=1 - 0.1 / fig.get_figheight(),
-        va="top",
+        fill=(0, 0, 0),
+        font=font,
     )
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    im.save(path, format="PNG", compress_level=3)

@@ -553,7 +553,7 @@ def convert(
                 "mz", data=_read_array(idx, idx.mz_offsets[0], idx.mz_lengths[0], idx.mz_dtype)
             )
         chunks = iter_imzml_chunks(idx, max_values=max_values, checksum=checksum)
-        _overlapped(with_bins(chunks), store)
+        overlapped(with_bins(chunks), store)
         if checksum is not None:
             checksum.verify()
         if idx.continuous:
@@ -601,7 +601,7 @@ def convert(
     return attrs
 
 
-def _overlapped(items, work) -> None:
+def overlapped(items, work) -> None:
     """Call ``work`` on each item in a second thread while the next item is being produced.
 
     Reading and checking the next chunk (file reads and numpy release the GIL) overlaps with
