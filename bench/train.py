@@ -40,9 +40,7 @@ def throughput(encoder, image_size, batch_size, n_images, epochs, in_chans, thre
         device="cpu",
     )
     # the first epoch includes one-off costs (allocation, kernel selection): use the rest
-    per_epoch = [
-        r["seconds"] - (records[i - 1]["seconds"] if i else 0) for i, r in enumerate(records)
-    ]
+    per_epoch = [r["seconds"] for r in records]
     steps = n_images // batch_size
     seconds = np.median(per_epoch[1:]) if len(per_epoch) > 1 else per_epoch[0]
     return 2 * steps * batch_size / seconds, time.perf_counter() - t0
