@@ -22,6 +22,7 @@ from msicoloc.baselines import (
     pixel_vectors,
 )
 from msicoloc.cluster import check_cluster_args, knn_spectral_clustering
+from msicoloc.images import read_ion_images
 from msicoloc.metrics import find_isotopes, isotopic_recall, match_annotations, scores
 from msicoloc.step import atomic_output, run_step
 
@@ -113,8 +114,7 @@ def main(
     dataset
         Data set id, for messages.
     """
-    with h5py.File(images, "r") as f:
-        stack, mz, mask = f["images"][()], f["mz"][()], f["mask"][()]
+    stack, mz, mask = read_ion_images(images)
     with h5py.File(embeddings, "r") as f:
         learned, untrained = f["features"][()], f["features_untrained"][()]
     try:

@@ -8,14 +8,44 @@ continuous data a cumulative sum along the m/z axis gives every window's sum by 
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
+import h5py
 import numpy as np
 
+from msicoloc import InputError
 from msicoloc.io import Chunk, SpectraFile, overlapped
 
 Normalisation = Literal["tic", "rms", "none"]
 MaskMethod = Literal["auto", "otsu", "measured"]
+
+
+def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read ``images`` (n, H, W), ``mz`` (n,) and ``mask`` (H, W) from an ion-image HDF5 file.
+
+    Parameters
+    ----------
+    path
+        ``ion_images.h5`` written by the image extraction step.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("images", "mz") if k not in f]
+            if missing:
+                raise InputError(path, f"no dataset {missing[0]!r} (not an ion-image file?)")
+            images = np.asarray(f["images"][()], dtype=np.float32)
+            mz = np.asarray(f["mz"][()], dtype=np.float64)
+            mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+    except OSError as err:
+        raise InputError(path, f"cannot read HDF5 ({err})") from None
+    if images.ndim != 3 or mz.shape != (images.shape[0],):
+        raise InputError(path, f"images {images.shape} and mz {mz.shape} do not match")
+    if mask is None:
+        mask = np.ones(images.shape[1:], dtype=bool)
+    elif mask.shape != images.shape[1:]:
+        raise InputError(path, f"mask {mask.shape} does not match images {images.shape[1:]}")
+    return images, mz, mask
 
 
 def window_edges(mz: np.ndarray, tolerance_ppm: float) -> tuple[np.ndarray, np.ndarray]:

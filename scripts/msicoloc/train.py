@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,6 +21,7 @@ from torch import nn
 
 from msicoloc import InputError
 from msicoloc.augment import SIMCLR, STRONG, WEAK, AugmentParams, augment, fit_mask, fit_square
+from msicoloc.images import read_ion_images  # noqa: F401  (re-exported for the steps)
 from msicoloc.models import (
     ClusterClassifier,
     ProjectionHead,
@@ -39,33 +39,6 @@ EpochLogger = Callable[[dict], None]
 
 # ---------------------------------------------------------------------------------------------
 # Input and environment
-
-
-def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read ``images`` (n, H, W), ``mz`` (n,) and ``mask`` (H, W) from an ion-image HDF5 file.
-
-    Parameters
-    ----------
-    path
-        ``ion_images.h5`` written by the image extraction step.
-    """
-    try:
-        with h5py.File(path, "r") as f:
-            missing = [k for k in ("images", "mz") if k not in f]
-            if missing:
-                raise InputError(path, f"no dataset {missing[0]!r} (not an ion-image file?)")
-            images = np.asarray(f["images"][()], dtype=np.float32)
-            mz = np.asarray(f["mz"][()], dtype=np.float64)
-            mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
-    except OSError as err:
-        raise InputError(path, f"cannot read HDF5 ({err})") from None
-    if images.ndim != 3 or mz.shape != (images.shape[0],):
-        raise InputError(path, f"images {images.shape} and mz {mz.shape} do not match")
-    if mask is None:
-        mask = np.ones(images.shape[1:], dtype=bool)
-    elif mask.shape != images.shape[1:]:
-        raise InputError(path, f"mask {mask.shape} does not match images {images.shape[1:]}")
-    return images, mz, mask
 
 
 def check_images(images: np.ndarray, path: object, n_clusters: int | None = None) -> None:
