@@ -21,6 +21,7 @@ rule train_simclr:
     params:
         encoder=config["simclr"]["encoder"],
         in_chans=config["simclr"]["in_chans"],
+        coord_channels=config["simclr"]["coord_channels"],
         pretrained=config["simclr"]["pretrained"],
         image_size=config["simclr"]["image_size"],
         batch_size=config["simclr"]["batch_size"],

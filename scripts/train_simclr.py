@@ -30,6 +30,7 @@ def main(
     encoder: str = "mobilenetv3_small_100",
     in_chans: int = 1,
     pretrained: bool | str = False,
+    coord_channels: bool = True,
     image_size: int = 32,
     batch_size: int = 64,
     epochs: int = 150,
@@ -60,6 +61,9 @@ def main(
         Encoder input channels: 1 (gray) or 3 (gray copied to RGB, as in the reference).
     pretrained
         Initial weights: false (random), true (timm hub, needs internet) or a weights file.
+    coord_channels
+        Add two channels with each pixel's row and column to the encoder's input, so that it
+        can tell where signal is, not only what it looks like.
     image_size
         Images are fitted (aspect kept, zero-padded) into squares of this side.
     batch_size
@@ -106,6 +110,7 @@ def main(
         encoder_name=encoder,
         in_chans=in_chans,
         pretrained=pretrained,
+        coord_channels=coord_channels,
         image_size=image_size,
         batch_size=batch_size,
         epochs=epochs,
@@ -129,6 +134,7 @@ def main(
         image_size=image_size,
         pretrained=pretrained,
         seed=seed,
+        coord_channels=coord_channels,
     )
     with atomic_output(model) as tmp:
         torch.save(checkpoint, tmp)

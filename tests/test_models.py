@@ -190,3 +190,22 @@ def test_pretrained_path_with_other_key_names_loads_by_position(tmp_path):
     torch.save(shuffled, path)
     with pytest.raises(InputError, match="does not fit encoder"):
         build_encoder("resnet18", in_chans=1, pretrained=str(path))
+
+
+def test_coord_channels_make_the_encoder_see_position():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18", in_chans=1, coord_channels=True)
+    plain = build_encoder("resnet18", in_chans=1)
+    assert input_channels(enc) == 1 and feature_dim(enc) == feature_dim(plain) == 512
+    first = next(m for m in enc.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 3 and torch.all(first.weight[:, 1:] == 0)  # start neutral
+    with torch.no_grad():
+        first.weight[:, 1:].normal_()  # as after training
+    enc.eval()
+    x = torch.zeros(2, 1, 32, 32)
+    x[0, 0, 4:8, 4:8] = 1.0  # the same blob, top left ...
+    x[1, 0, 24:28, 24:28] = 1.0  # ... and bottom right
+    with torch.no_grad():
+        f = enc(x)
+    assert f.shape == (2, 512)
+    assert not torch.allclose(f[0], f[1], atol=1e-4)

@@ -29,7 +29,11 @@ _WRAPPER_KEYS = ("encoder", "state_dict", "model", "module")
 
 
 def build_encoder(
-    name: str, *, in_chans: int = 1, pretrained: bool | str | Path = False
+    name: str,
+    *,
+    in_chans: int = 1,
+    pretrained: bool | str | Path = False,
+    coord_channels: bool = False,
 ) -> nn.Module:
     """Create a timm encoder that returns pooled features.
 
@@ -38,11 +42,13 @@ def build_encoder(
     name
         timm model name, e.g. ``"mobilenetv3_small_100"`` or ``"efficientnet_b0"``.
     in_chans
-        Input channels: 1 for gray ion images, 3 to copy gray into RGB like the reference.
+        Image channels: 1 for gray ion images, 3 to copy gray into RGB like the reference.
     pretrained
         False: random initialisation (seed torch first for reproducibility). True: timm's
         hub weights (needs internet). A path: a local state dict (``.pt``/``.pth`` or
         ``.safetensors``) loaded strictly except for classifier weights.
+    coord_channels
+        Append two channels holding each pixel's row and column (see :class:`CoordEncoder`).
 
     Returns
     -------
@@ -54,11 +60,66 @@ def build_encoder(
     if isinstance(pretrained, str) and pretrained.strip().lower() in ("", "false", "none", "no"):
         pretrained = False
     if pretrained is True or (isinstance(pretrained, str) and pretrained.lower() == "true"):
-        return _from_hub(name, in_chans)
-    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
-    if pretrained:
-        load_weights(model, Path(pretrained))
-    return model
+        model = _from_hub(name, in_chans)
+    else:
+        model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+        if pretrained:
+            load_weights(model, Path(pretrained))
+    return CoordEncoder(model, in_chans) if coord_channels else model
+
+
+class CoordEncoder(nn.Module):
+    """An encoder that also sees where each pixel is: two channels with its row and column.
+
+    A CNN with global pooling keeps what patterns an image holds, not where; co-localization
+    is about where. Coordinate channels (CoordConv) let the network encode position. Their
+    first-layer weights start at zero, so pretrained weights behave as before at the start.
+
+    Parameters
+    ----------
+    body
+        A timm encoder built for ``in_chans`` input channels; its first convolution is
+        widened by two input channels.
+    in_chans
+        Image channels the wrapper takes (the coordinates are added to them).
+    """
+
+    def __init__(self, body: nn.Module, in_chans: int) -> None:
+        super().__init__()
+        _widen_first_conv(body, 2)
+        self.body = body
+        self.in_chans = in_chans
+        self.num_features = body.num_features
+        self.head_hidden_size = getattr(body, "head_hidden_size", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        rows = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1)
+        cols = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w)
+        coords = torch.cat([rows.expand(n, 1, h, w), cols.expand(n, 1, h, w)], dim=1)
+        return self.body(torch.cat([x, coords.contiguous(memory_format=_format(x))], dim=1))
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    return (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not (x.is_contiguous())
+        else torch.contiguous_format
+    )
+
+
+def _widen_first_conv(model: nn.Module, extra: int) -> None:
+    """Give the first convolution ``extra`` more input channels with zero weights."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            if module.groups != 1:
+                raise ValueError("the first convolution is grouped; cannot add channels")
+            w = module.weight.data
+            pad = torch.zeros(w.shape[0], extra, *w.shape[2:], dtype=w.dtype, device=w.device)
+            module.weight = nn.Parameter(torch.cat([w, pad], dim=1))
+            module.in_channels += extra
+            return
+    raise ValueError("encoder has no convolution")
 
 
 def _from_hub(name: str, in_chans: int) -> nn.Module:
@@ -205,7 +266,10 @@ def feature_dim(encoder: nn.Module) -> int:
 
 
 def input_channels(encoder: nn.Module) -> int:
-    """Number of input channels of ``encoder`` (that of its first convolution)."""
+    """Number of image channels ``encoder`` takes (that of its first convolution, less any
+    coordinate channels it adds itself)."""
+    if isinstance(encoder, CoordEncoder):
+        return encoder.in_chans
     for module in encoder.modules():
         if isinstance(module, nn.Conv2d):
             return module.in_channels

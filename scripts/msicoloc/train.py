@@ -207,7 +207,10 @@ def load_encoder(path: str | os.PathLike[str], *, initial: bool = False) -> tupl
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(meta["seed"])
         encoder = build_encoder(
-            meta["encoder_name"], in_chans=meta["in_chans"], pretrained=meta["pretrained"]
+            meta["encoder_name"],
+            in_chans=meta["in_chans"],
+            pretrained=meta["pretrained"],
+            coord_channels=bool(meta.get("coord_channels", False)),
         )
     if not initial:
         encoder.load_state_dict(ckpt["encoder"])
@@ -225,6 +228,7 @@ def train_simclr(
     encoder_name: str = "mobilenetv3_small_100",
     in_chans: int = 1,
     pretrained: bool | str = False,
+    coord_channels: bool = False,
     image_size: int = 64,
     batch_size: int = 64,
     epochs: int = 50,
@@ -254,6 +258,8 @@ def train_simclr(
         Encoder input channels (1, or 3 to copy gray to RGB).
     pretrained
         Initial weights: False (random), True (timm hub) or a local file path.
+    coord_channels
+        Give the encoder two coordinate channels (see :class:`msicoloc.models.CoordEncoder`).
     image_size
         Side of the square the images are fitted into.
     batch_size
@@ -294,7 +300,9 @@ def train_simclr(
     if images.shape[0] < 2:
         raise InputError("images", "SimCLR needs at least 2 ion images")
     with reproducible(seed, threads, dev) as gen:
-        encoder = build_encoder(encoder_name, in_chans=in_chans, pretrained=pretrained)
+        encoder = build_encoder(
+            encoder_name, in_chans=in_chans, pretrained=pretrained, coord_channels=coord_channels
+        )
         head = ProjectionHead(feature_dim(encoder), projection_dim)
         encoder.to(dev)
         head.to(dev)
