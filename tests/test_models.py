@@ -198,9 +198,7 @@ def test_coord_channels_make_the_encoder_see_position():
     plain = build_encoder("resnet18", in_chans=1)
     assert input_channels(enc) == 1 and feature_dim(enc) == feature_dim(plain) == 512
     first = next(m for m in enc.modules() if isinstance(m, torch.nn.Conv2d))
-    assert first.in_channels == 3 and torch.all(first.weight[:, 1:] == 0)  # start neutral
-    with torch.no_grad():
-        first.weight[:, 1:].normal_()  # as after training
+    assert first.in_channels == 3 and first.weight[:, 1:].std() > 0
     enc.eval()
     x = torch.zeros(2, 1, 32, 32)
     x[0, 0, 4:8, 4:8] = 1.0  # the same blob, top left ...

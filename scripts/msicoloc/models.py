@@ -72,8 +72,7 @@ class CoordEncoder(nn.Module):
     """An encoder that also sees where each pixel is: two channels with its row and column.
 
     A CNN with global pooling keeps what patterns an image holds, not where; co-localization
-    is about where. Coordinate channels (CoordConv) let the network encode position. Their
-    first-layer weights start at zero, so pretrained weights behave as before at the start.
+    is about where. Coordinate channels (CoordConv) let the network encode position.
 
     Parameters
     ----------
@@ -109,13 +108,18 @@ def _format(x: torch.Tensor) -> torch.memory_format:
 
 
 def _widen_first_conv(model: nn.Module, extra: int) -> None:
-    """Give the first convolution ``extra`` more input channels with zero weights."""
+    """Give the first convolution ``extra`` more input channels.
+
+    Their weights are drawn like the existing ones (same spread, from torch's seeded RNG):
+    zero weights were measured to leave the position unused after short training.
+    """
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             if module.groups != 1:
                 raise ValueError("the first convolution is grouped; cannot add channels")
             w = module.weight.data
-            pad = torch.zeros(w.shape[0], extra, *w.shape[2:], dtype=w.dtype, device=w.device)
+            pad = torch.randn(w.shape[0], extra, *w.shape[2:], dtype=w.dtype, device=w.device)
+            pad *= w.std()
             module.weight = nn.Parameter(torch.cat([w, pad], dim=1))
             module.in_channels += extra
             return
