@@ -21,7 +21,7 @@ from msicoloc.baselines import (
     nearest_neighbours,
     pixel_vectors,
 )
-from msicoloc.cluster import check_cluster_args, knn_spectral_clustering
+from msicoloc.cluster import check_cluster_args, knn_spectral_clustering, read_cluster_labels
 from msicoloc.images import read_ion_images
 from msicoloc.metrics import find_isotopes, isotopic_recall, match_annotations, scores
 from msicoloc.step import atomic_output, run_step
@@ -36,14 +36,6 @@ METHODS = {
     "simclr_sc": "SimCLR + SC",
     "simclr_selflabel": "SimCLR + SC + self-labeling",
 }
-
-
-def read_labels(path: Path, mz: np.ndarray, column: str = "cluster") -> np.ndarray:
-    """Cluster labels from a TSV whose ``mz`` column matches the ion images."""
-    table = pd.read_csv(path, sep="\t")
-    if len(table) != len(mz) or not np.allclose(table["mz"], mz, rtol=1e-8):
-        raise InputError(path, "its mz column does not match the ion images")
-    return table[column].to_numpy()
 
 
 def main(
@@ -132,8 +124,8 @@ def main(
             "pixel_cosine_sc": sc(pixel_vectors(stack, mask)),
             "metaspace_sc": sc(metaspace_vectors(stack, mask)),
             "untrained_sc": sc(untrained),
-            "simclr_sc": read_labels(sc_clusters, mz),
-            "simclr_selflabel": read_labels(clusters, mz),
+            "simclr_sc": read_cluster_labels(sc_clusters, mz),
+            "simclr_selflabel": read_cluster_labels(clusters, mz),
         }
         stability = float(adjusted_rand_score(labels["simclr_sc"], sc(learned, seed + 1)))
     iso = find_isotopes(

@@ -9,12 +9,11 @@ import logging
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 
 from msicoloc import InputError
 from msicoloc.augment import STRONG, WEAK, augment_params
-from msicoloc.cluster import relabel_by_size
+from msicoloc.cluster import read_cluster_labels, relabel_by_size
 from msicoloc.step import atomic_output, run_step
 from msicoloc.train import (
     check_images,
@@ -111,7 +110,7 @@ def main(
         Data set id used in messages.
     """
     stack, mz, mask = read_ion_images(images)
-    sc = read_sc_labels(sc_clusters, mz)
+    sc = read_cluster_labels(sc_clusters, mz)
     n_clusters = int(sc.max()) + 1
     check_images(stack, images, n_clusters=n_clusters)
     encoder, meta = load_encoder(model)
@@ -174,26 +173,6 @@ def main(
     )
     with atomic_output(finetuned_model) as tmp:
         torch.save(checkpoint, tmp)
-
-
-def read_sc_labels(path: Path, mz: np.ndarray) -> np.ndarray:
-    """Spectral labels in the images' order; the m/z lists must agree (same 6 decimals)."""
-    try:
-        table = pd.read_csv(path, sep="\t")
-    except Exception as err:
-        raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
-    if not {"mz", "cluster"} <= set(table.columns):
-        raise InputError(path, "needs columns mz and cluster")
-    if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=5e-6):
-        raise InputError(
-            path,
-            f"its {len(table)} m/z values are not those of the "
-            f"{len(mz)} ion images (stale clustering?)",
-        )
-    labels = table["cluster"].to_numpy()
-    if labels.min() < 0:
-        raise InputError(path, "negative cluster ids")
-    return labels.astype(np.int64)
 
 
 if __name__ == "__main__":

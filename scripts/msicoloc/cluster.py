@@ -7,8 +7,11 @@ import logging
 import warnings
 
 import numpy as np
+import pandas as pd
 from sklearn.cluster import SpectralClustering
 from sklearn.neighbors import kneighbors_graph
+
+from msicoloc import InputError
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +147,34 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     new = np.empty(len(values), dtype=np.int64)
     new[order] = np.arange(len(values))
     return new[np.searchsorted(values, labels)]
+
+
+def read_cluster_labels(path, mz: np.ndarray, column: str = "cluster") -> np.ndarray:
+    """Labels from a cluster TSV in the ion images' order; its m/z must be the images' m/z.
+
+    Parameters
+    ----------
+    path
+        TSV with columns ``mz`` (6 decimals) and ``column``.
+    mz
+        m/z of the ion images, in their order.
+    column
+        Which label column to read.
+    """
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except Exception as err:
+        raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
+    if not {"mz", column} <= set(table.columns):
+        raise InputError(path, f"needs columns mz and {column}")
+    # the TSV rounds m/z to 6 decimals: anything further off is another peak list
+    if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=1e-6):
+        raise InputError(
+            path,
+            f"its {len(table)} m/z values are not those of the "
+            f"{len(mz)} ion images (stale clustering?)",
+        )
+    labels = table[column].to_numpy()
+    if labels.min() < 0:
+        raise InputError(path, "negative cluster ids")
+    return labels.astype(np.int64)
