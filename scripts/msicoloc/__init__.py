@@ -11,6 +11,9 @@ The package is split by dependency so that each step's conda env stays small:
 - ``metrics``, ``report``   evaluation and HTML reports
 """
 
+#: 13C - 12C mass difference (Da): the spacing of an ion's isotope peaks at charge 1.
+C13_SHIFT = 1.00336
+
 
 class InputError(Exception):
     """Bad input that the user can fix: reported as one line, never as a traceback.

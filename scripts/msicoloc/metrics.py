@@ -15,8 +15,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-#: 13C - 12C mass difference (Da): the spacing of an ion's isotope peaks at charge 1.
-C13_SHIFT = 1.00336
+from msicoloc import C13_SHIFT
 
 
 def contingency(labels_true, labels_pred) -> np.ndarray:

@@ -35,6 +35,13 @@ def smooth(mz: np.ndarray, intensity: np.ndarray, sigma_ppm: float) -> np.ndarra
     return gaussian_filter1d(intensity.astype(float), sigma_bins, mode="constant")
 
 
+def local_maxima(values: np.ndarray) -> np.ndarray:
+    """Indices of positive points higher than the left neighbour and not lower than the right
+    (a flat top counts once, at its left end)."""
+    mid = values[1:-1]
+    return np.flatnonzero((mid > values[:-2]) & (mid >= values[2:]) & (mid > 0)) + 1
+
+
 def local_noise(
     mz: np.ndarray, heights: np.ndarray, at: np.ndarray, window_mz: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +126,7 @@ def pick_peaks(
     if len(mz) < 3:
         return pd.DataFrame(columns=PEAK_COLUMNS)
     sm = smooth(mz, intensity, smooth_ppm)
-    is_max = (sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0)
-    cand = np.flatnonzero(is_max) + 1
+    cand = local_maxima(sm)
     all_max = cand
     lo, hi = mz_range
     if lo is not None:
@@ -213,7 +219,7 @@ def peaks_at(
     sm = smooth(mz, intensity, smooth_ppm)
     near = np.clip(np.searchsorted(mz, targets), 0, len(mz) - 1)
     _, share = window_stats(mz, intensity, pixel_count, near, tolerance_ppm, kind)
-    maxima = np.flatnonzero((sm[1:-1] > sm[:-2]) & (sm[1:-1] >= sm[2:]) & (sm[1:-1] > 0)) + 1
+    maxima = local_maxima(sm)
     if len(maxima) == 0:
         maxima = np.arange(len(sm))
     base, noise = local_noise(mz[maxima], sm[maxima], targets, noise_window_mz)

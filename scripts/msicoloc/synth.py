@@ -34,12 +34,11 @@ import numpy as np
 from pyimzml.ImzMLWriter import ImzMLWriter, _Spectrum
 from scipy import ndimage
 
+from msicoloc import C13_SHIFT
 from msicoloc.step import atomic_output
 
 log = logging.getLogger(__name__)
 
-#: m/z difference between the M+1 and the monoisotopic peak (13C - 12C), in Da.
-C13_SHIFT = 1.00336
 
 #: Size of the embedded demo: ~230 ion images (160 monoisotopic ions plus isotopes) in 8
 #: classes on a 48 x 56 canvas, small enough for the deep-learning demo on 2 CPU cores.
