@@ -532,6 +532,8 @@ def convert(
             ch, bins = item
             if idx.continuous:
                 inten64 = ch.intensity.astype(np.float64, copy=False)
+                if ch.start == 0:  # the shared axis, already read and checked by the reader
+                    g.create_dataset("mz", data=ch.mz)
                 d_int[ch.start : ch.stop] = ch.intensity
                 tic[ch.start : ch.stop] = inten64.sum(axis=1)
                 rms[ch.start : ch.stop] = np.sqrt((inten64**2).mean(axis=1))
@@ -548,10 +550,6 @@ def convert(
                 rms[ch.start : ch.stop] = np.sqrt(sq / np.maximum(lengths, 1))
                 grid.add_bins(*bins)
 
-        if idx.continuous:
-            g.create_dataset(
-                "mz", data=_read_array(idx, idx.mz_offsets[0], idx.mz_lengths[0], idx.mz_dtype)
-            )
         chunks = iter_imzml_chunks(idx, max_values=max_values, checksum=checksum)
         overlapped(with_bins(chunks), store)
         if checksum is not None:
