@@ -94,6 +94,14 @@ def main() -> None:
         default=[],
         help="extra config files (e.g. a preset) for the run",
     )
+    ap.add_argument(
+        "--workflow-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="run the workflow once per seed (config `seed`: training, clustering, "
+        "self-labeling) on the same data; the data set id gets _seedN for N > 0",
+    )
     ap.add_argument("--no-run", action="store_true", help="only write the data set")
     args = ap.parse_args()
 
@@ -128,28 +136,27 @@ def main() -> None:
     if args.no_run:
         return
 
-    sheet = work / f"{name}.tsv"
-    sheet.write_text(
-        f"dataset\timzml\tannotations\tn_clusters\n{name}\t{imzml}\t{ann}\t{args.classes}\n"
-    )
-    cfg = work / f"{name}.yaml"
-    cfg.write_text(f"datasets: {sheet}\n")
+    rows = {seed: name if seed == 0 else f"{name}_seed{seed}" for seed in args.workflow_seeds}
     extra = [str(Path(c).resolve()) for c in args.configfile]
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        args.cores,
-        "--configfile",
-        *extra,
-        str(cfg),
-        "--",
-        f"results/{name}/metrics.json",
-    ]
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    metrics = json.loads((ROOT / "results" / name / "metrics.json").read_text())
-    print(json.dumps(metrics.get("methods", metrics), indent=1))
+    table = []
+    for seed, run_name in rows.items():
+        sheet = work / f"{run_name}.tsv"
+        sheet.write_text(
+            f"dataset\timzml\tannotations\tn_clusters\n{run_name}\t{imzml}\t{ann}\t{args.classes}\n"
+        )
+        cfg = work / f"{run_name}.yaml"
+        cfg.write_text(f"datasets: {sheet}\nseed: {seed}\n")
+        cmd = [sys.executable, "-m", "snakemake", "--cores", args.cores, "--configfile"]
+        cmd += [*extra, str(cfg), "--", f"results/{run_name}/metrics.json"]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        metrics = json.loads((ROOT / "results" / run_name / "metrics.json").read_text())
+        table.append((seed, metrics["methods"]))
+    print("Hungarian accuracy / ARI per workflow seed")
+    methods = list(table[0][1])
+    print("seed\t" + "\t".join(methods))
+    for seed, res in table:
+        cells = [f"{res[m]['hungarian_accuracy']:.3f}/{res[m]['ari']:.3f}" for m in methods]
+        print(f"{seed}\t" + "\t".join(cells))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 # Sample sheet and config: read, validate, and the helpers the rules use.
+import os
 import sys
 from pathlib import Path
 
@@ -110,13 +111,35 @@ def n_clusters(wildcards):
     return dataset(wildcards)["n_clusters"] or config["cluster"]["n_clusters"]
 
 
-def gpu_resources():
-    """Resources of the GPU rules (train_simclr, self_label), from config."""
-    res = config["gpu_resources"]
-    out = {"mem_mb": res["mem_mb"], "runtime": res["runtime"], "gpu": res["gpu"]}
-    if res["slurm_partition"]:
-        out["slurm_partition"] = res["slurm_partition"]
-    return out
+def _slurm_setting(key, env_var):
+    """A SLURM setting from config, else from the environment, else None (cluster default)."""
+    return config["slurm"][key] or os.environ.get(env_var) or None
+
+
+def job_resources(kind):
+    """Scheduler resources of a rule: kind "gpu" (train_simclr, self_label) or "cpu".
+
+    Local runs use mem_mb and gpu (profiles/default caps the GPUs in use); the SLURM executor
+    also reads runtime, slurm_account, slurm_partition and gpu_model. Unset SLURM settings are
+    left out so that the executor falls back to the cluster's defaults.
+    """
+    res = dict(config["resources"][kind])
+    res.pop("threads", None)  # a rule's threads are its own directive
+    if not res.get("gpu"):  # a CPU job, or GPU rules set to gpu: 0
+        res.pop("gpu", None)
+        res.pop("gpu_model", None)
+    elif not res.get("gpu_model"):
+        res.pop("gpu_model", None)
+    slurm = {
+        "slurm_account": _slurm_setting("account", "SBATCH_ACCOUNT"),
+        "slurm_partition": (
+            _slurm_setting("gpu_partition", "MSICOLOC_GPU_PARTITION")
+            if kind == "gpu" and res.get("gpu")
+            else _slurm_setting("cpu_partition", "SBATCH_PARTITION")
+        ),
+    }
+    res.update({key: value for key, value in slurm.items() if value})
+    return res
 
 
 def all_outputs():

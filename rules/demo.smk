@@ -7,6 +7,8 @@ rule make_demo:
         "logs/make_demo.log",
     conda:
         "../envs/preprocess.yaml"
+    resources:
+        **job_resources("cpu"),
     params:
         seed=config["demo"]["seed"],
     script:

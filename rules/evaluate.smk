@@ -17,10 +17,14 @@ rule evaluate:
     conda:
         "../envs/report.yaml"
     threads: 2
+    resources:
+        **job_resources("cpu"),
     params:
         annotations=lambda wc: dataset(wc)["annotations"],
         n_clusters=n_clusters,
         n_neighbors=config["cluster"]["n_neighbors"],
+        affinity=config["cluster"]["affinity"],
+        eigen_solver=config["cluster"]["eigen_solver"],
         seed=config["seed"],
         annotation_tolerance_ppm=config["evaluate"]["annotation_tolerance_ppm"],
         isotope_tolerance_ppm=config["evaluate"]["isotope_tolerance_ppm"],

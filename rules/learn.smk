@@ -1,5 +1,5 @@
 # Self-supervised learning. train_simclr and self_label are GPU jobs: they carry the
-# resources of config["gpu_resources"] so a SLURM profile sends them to a GPU partition and
+# resources of config["resources"]["gpu"] so a SLURM profile sends them to a GPU partition and
 # a workstation runs at most as many at once as it has GPUs. They also run on CPU only.
 
 
@@ -15,9 +15,9 @@ rule train_simclr:
         "results/{dataset}/benchmarks/train_simclr.tsv"
     conda:
         "../envs/learn.yaml"
-    threads: config["gpu_resources"]["threads"]
+    threads: config["resources"]["gpu"]["threads"]
     resources:
-        **gpu_resources(),
+        **job_resources("gpu"),
     params:
         encoder=config["simclr"]["encoder"],
         in_chans=config["simclr"]["in_chans"],
@@ -50,7 +50,9 @@ rule embed:
         "results/{dataset}/benchmarks/embed.tsv"
     conda:
         "../envs/learn.yaml"
-    threads: config["gpu_resources"]["threads"]
+    threads: config["resources"]["gpu"]["threads"]
+    resources:
+        **job_resources("cpu"),
     params:
         batch_size=config["embed"]["batch_size"],
         device=config["device"],
@@ -70,9 +72,12 @@ rule cluster:
     conda:
         "../envs/learn.yaml"
     threads: 2
+    resources:
+        **job_resources("cpu"),
     params:
         n_clusters=n_clusters,
         n_neighbors=config["cluster"]["n_neighbors"],
+        affinity=config["cluster"]["affinity"],
         eigen_solver=config["cluster"]["eigen_solver"],
         seed=config["seed"],
     script:
@@ -94,9 +99,9 @@ rule self_label:
         "results/{dataset}/benchmarks/self_label.tsv"
     conda:
         "../envs/learn.yaml"
-    threads: config["gpu_resources"]["threads"]
+    threads: config["resources"]["gpu"]["threads"]
     resources:
-        **gpu_resources(),
+        **job_resources("gpu"),
     params:
         batch_size=config["self_label"]["batch_size"],
         init_epochs=config["self_label"]["init_epochs"],
@@ -106,6 +111,7 @@ rule self_label:
         weight_decay=config["self_label"]["weight_decay"],
         confidence=config["self_label"]["confidence"],
         confidence_mode=config["self_label"]["confidence_mode"],
+        reassign_confidence=config["self_label"]["reassign_confidence"],
         class_balanced=config["self_label"]["class_balanced"],
         freeze_bn=config["self_label"]["freeze_bn"],
         weak=config["self_label"]["weak"],

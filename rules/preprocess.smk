@@ -10,6 +10,8 @@ rule convert:
         "results/{dataset}/benchmarks/convert.tsv"
     conda:
         "../envs/preprocess.yaml"
+    resources:
+        **job_resources("cpu"),
     params:
         mean_bin_ppm=config["convert"]["mean_bin_ppm"],
         verify_checksum=config["convert"]["verify_checksum"],
@@ -30,6 +32,8 @@ rule peaks:
         "results/{dataset}/benchmarks/peaks.tsv"
     conda:
         "../envs/preprocess.yaml"
+    resources:
+        **job_resources("cpu"),
     params:
         mz_list=mz_list,
         snr=config["peaks"]["snr"],
@@ -62,6 +66,8 @@ rule ion_images:
         "results/{dataset}/benchmarks/ion_images.tsv"
     conda:
         "../envs/preprocess.yaml"
+    resources:
+        **job_resources("cpu"),
     params:
         tolerance_ppm=config["ion_images"]["tolerance_ppm"],
         normalisation=config["ion_images"]["normalisation"],

@@ -35,6 +35,8 @@ rule report:
     conda:
         "../envs/report.yaml"
     threads: 1
+    resources:
+        **job_resources("cpu"),
     params:
         benchmarks="results/{dataset}/benchmarks",
         parameters={
@@ -76,6 +78,8 @@ rule summary:
         "logs/summary.log",
     conda:
         "../envs/report.yaml"
+    resources:
+        **job_resources("cpu"),
     params:
         datasets=list(DATASETS),
     script:

@@ -24,6 +24,7 @@ def main(
     *,
     n_clusters: int = 10,
     n_neighbors: int = 10,
+    affinity: str = "local_scaling",
     seed: int = 0,
     features: str = "features",
     eigen_solver: str = "auto",
@@ -42,6 +43,9 @@ def main(
         Number of clusters.
     n_neighbors
         Neighbours per ion image in the kNN graph (clipped to the number of images - 1).
+    affinity
+        Edge weights: local_scaling (self-tuning: close pairs weigh more, each image's
+        distance to its 7th neighbour sets its scale) or connectivity (0/1 kNN graph).
     seed
         Seed of the eigen solver and the label discretisation.
     features
@@ -69,6 +73,7 @@ def main(
             x,
             n_clusters,
             n_neighbors=n_neighbors,
+            affinity=affinity,
             random_state=seed,
             eigen_solver=None if eigen_solver == "auto" else eigen_solver,
         )

@@ -51,6 +51,8 @@ def main(
     annotations: str | None = None,
     n_clusters: int = 10,
     n_neighbors: int = 10,
+    affinity: str = "local_scaling",
+    eigen_solver: str = "auto",
     seed: int = 0,
     annotation_tolerance_ppm: float = 10.0,
     isotope_tolerance_ppm: float = 5.0,
@@ -87,6 +89,10 @@ def main(
         Number of clusters for every method.
     n_neighbors
         Neighbours in the kNN graph of every spectral clustering.
+    affinity
+        kNN edge weights of every spectral clustering: local_scaling or connectivity.
+    eigen_solver
+        auto, amg, lobpcg or arpack (as in the clustering step).
     seed
         Seed of the baselines' spectral clustering (and the stability check with seed + 1).
     annotation_tolerance_ppm
@@ -116,7 +122,12 @@ def main(
 
     def sc(features, random_state=seed):
         return knn_spectral_clustering(
-            features, n_clusters, n_neighbors=n_neighbors, random_state=random_state
+            features,
+            n_clusters,
+            n_neighbors=n_neighbors,
+            affinity=affinity,
+            random_state=random_state,
+            eigen_solver=None if eigen_solver == "auto" else eigen_solver,
         )
 
     with threadpool_limits(limits=max(1, threads)):

@@ -13,7 +13,7 @@ import torch
 
 from msicoloc import InputError
 from msicoloc.augment import STRONG, WEAK, augment_params
-from msicoloc.cluster import read_cluster_labels, relabel_by_size
+from msicoloc.cluster import read_cluster_labels
 from msicoloc.step import atomic_output, run_step
 from msicoloc.train import (
     check_images,
@@ -41,8 +41,9 @@ def main(
     epochs: int = 15,
     lr: float = 1e-4,
     weight_decay: float = 1e-6,
-    confidence: float = 0.4,
-    confidence_mode: Literal["quantile", "threshold"] = "quantile",
+    confidence: float = 0.9,
+    confidence_mode: Literal["quantile", "threshold"] = "threshold",
+    reassign_confidence: float = 0.9,
     class_balanced: bool = True,
     freeze_bn: bool = True,
     weak: dict | None = None,
@@ -64,14 +65,15 @@ def main(
     sc_clusters
         Spectral clusters TSV (mz, cluster) from the clustering step.
     clusters
-        Output TSV sorted by mz: mz, cluster (0 = largest), confidence (max softmax),
-        sc_cluster (the spectral cluster it started from).
+        Output TSV sorted by mz: mz, cluster (same ids as the spectral clusters, 0 = the
+        largest of them), confidence (classifier probability of that cluster), sc_cluster
+        (the spectral cluster it started from).
     history
         Output TSV of per-epoch loss and share of confident images.
     finetuned_model
         Output checkpoint of the fine-tuned encoder and classifier head.
     batch_size
-        Ion images per step (clipped to the number of images).
+        Ion images per step (at most the number of ion images).
     init_epochs
         Epochs of the linear classifier fitted on frozen features first.
     init_lr
@@ -88,6 +90,9 @@ def main(
         value (confidence_mode threshold; the paper's 0.9).
     confidence_mode
         quantile or threshold.
+    reassign_confidence
+        An ion image leaves its spectral cluster only when the fine-tuned classifier gives
+        its new cluster at least this probability (0 = always take the classifier's label).
     class_balanced
         Weight pseudo-classes by inverse frequency among confident images.
     freeze_bn
@@ -112,7 +117,13 @@ def main(
     stack, mz, mask = read_ion_images(images)
     sc = read_cluster_labels(sc_clusters, mz)
     n_clusters = int(sc.max()) + 1
-    check_images(stack, images, n_clusters=n_clusters)
+    check_images(
+        stack,
+        images,
+        n_clusters=n_clusters,
+        batch_size=batch_size,
+        batch_key="self_label.batch_size",
+    )
     encoder, meta = load_encoder(model)
     quantile = confidence if confidence_mode == "quantile" else None
     threshold = confidence if confidence_mode == "threshold" else None
@@ -133,6 +144,7 @@ def main(
         weight_decay=weight_decay,
         confidence_threshold=threshold,
         confidence_quantile=quantile,
+        reassign_confidence=reassign_confidence,
         class_balanced=class_balanced,
         freeze_bn=freeze_bn,
         weak=augment_params(WEAK, weak),
@@ -148,12 +160,12 @@ def main(
             100 * r["confident_share"],
         ),
     )
-    labels = relabel_by_size(labels)
-    changed = float(np.mean(labels != relabel_by_size(sc)))
+    # Class k of the classifier started as spectral cluster k: ids stay comparable.
     log.info(
-        "%d clusters used; cluster ids differ from spectral ones for %.0f%% of images",
+        "%d clusters used; %d of %d ion images moved from their spectral cluster",
         len(np.unique(labels)),
-        100 * changed,
+        int(np.sum(labels != sc)),
+        len(labels),
     )
     order = np.argsort(mz, kind="stable")
     table = "".join(f"{mz[i]:.6f}\t{labels[i]}\t{conf[i]:.4f}\t{sc[i]}\n" for i in order)
@@ -171,8 +183,10 @@ def main(
         head={k: v.detach().cpu() for k, v in net.head.state_dict().items()},
         n_clusters=n_clusters,
     )
-    with atomic_output(finetuned_model) as tmp:
-        torch.save(checkpoint, tmp)
+    # Saved through a file object: torch then names the archive "archive" instead of
+    # after the (random) temporary file, so the same weights give the same bytes.
+    with atomic_output(finetuned_model) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main(
     image_size
         Images are fitted (aspect kept, zero-padded) into squares of this side.
     batch_size
-        Ion images per training step (clipped to the number of images).
+        Ion images per training step (at most the number of ion images).
     epochs
         Passes over the ion images.
     lr
@@ -94,7 +94,7 @@ def main(
         Data set id used in messages.
     """
     stack, _, mask = read_ion_images(images)
-    check_images(stack, images)
+    check_images(stack, images, batch_size=batch_size, batch_key="simclr.batch_size")
     log.info(
         "SimCLR on %d ion images of %dx%d, encoder %s, %d px, %d epochs",
         stack.shape[0],
@@ -136,8 +136,10 @@ def main(
         seed=seed,
         coord_channels=coord_channels,
     )
-    with atomic_output(model) as tmp:
-        torch.save(checkpoint, tmp)
+    # Saved through a file object: torch then names the archive "archive" instead of
+    # after the (random) temporary file, so the same weights give the same bytes.
+    with atomic_output(model) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
     with atomic_output(history) as tmp:
         save_history(records, tmp, ["epoch", "loss", "lr", "seconds"])
 

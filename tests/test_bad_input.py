@@ -216,3 +216,97 @@ def test_sheet_unknown_column(tmp_path, imzml):
     res = dry_run(tmp_path, f"dataset\timzml\tcolour\nd1\t{imzml}\tred\n")
     assert res.returncode != 0
     assert "unknown column(s) ['colour']" in res.stdout + res.stderr
+
+
+# --- learning stages -----------------------------------------------------------------------
+
+
+def ion_images(path, n=20, h=12, w=14, *, constant=False, seed=0):
+    """A small ion_images.h5: n random images (or all-zero ones) on a full mask."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, h, w), np.float32) if constant else rng.random((n, h, w), np.float32)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=images)
+        f.create_dataset("mz", data=np.linspace(150.0, 900.0, n))
+        f.create_dataset("mask", data=np.ones((h, w), bool))
+    return path
+
+
+def train(tmp_path, images, *extra):
+    out = tmp_path / "out" / "simclr.pt"
+    out.parent.mkdir(exist_ok=True)
+    res = run_script(
+        "train_simclr.py",
+        "--images",
+        images,
+        "--model",
+        out,
+        "--history",
+        out.parent / "history.tsv",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--dataset",
+        "mydata",
+        *extra,
+    )
+    assert not (out.parent / "history.tsv").exists()
+    return res, out
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "extra", "words"),
+    [
+        ({"n": 6}, [], [r"only 6 ion images for simclr\.batch_size=8", "lower"]),
+        ({"constant": True}, [], ["all 20 ion images are constant"]),
+        ({"h": 1, "w": 40}, [], ["1 x 40 pixels", "single row"]),
+        ({}, ["--pretrained", "/nonexistent/weights.pt"], ["weights.pt", "not found"]),
+        ({}, ["--device", "cuda"], ["device=cuda", "no GPU"]),
+        ({}, ["--encoder", "no_such_net"], ["no_such_net", "not a timm model"]),
+    ],
+    ids=["fewer-than-batch", "all-zero", "single-row", "missing-weights", "cuda", "encoder"],
+)
+def test_training_bad_input(tmp_path, kwargs, extra, words):
+    if "cuda" in extra:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    res, out = train(tmp_path, ion_images(tmp_path / "ion_images.h5", **kwargs), *extra)
+    assert_clean_failure(res, out, *words)
+
+
+def test_training_with_weights_of_another_encoder(tmp_path):
+    import timm
+    import torch
+
+    weights = tmp_path / "resnet18.pt"
+    torch.save(timm.create_model("resnet18", num_classes=0, in_chans=1).state_dict(), weights)
+    res, out = train(tmp_path, ion_images(tmp_path / "ion_images.h5"), "--pretrained", weights)
+    assert_clean_failure(res, out, "resnet18.pt", "does not fit encoder mobilenetv3_small_100")
+
+
+def test_fewer_images_than_clusters(tmp_path):
+    import h5py
+
+    emb = tmp_path / "embeddings.h5"
+    with h5py.File(emb, "w") as f:
+        f.create_dataset("features", data=np.random.default_rng(0).random((5, 8)))
+        f.create_dataset("mz", data=np.arange(5.0))
+    out = tmp_path / "out" / "clusters_sc.tsv"
+    out.parent.mkdir()
+    res = run_script(
+        "cluster.py",
+        "--embeddings",
+        emb,
+        "--clusters",
+        out,
+        "--n-clusters",
+        "6",
+        "--dataset",
+        "mydata",
+    )
+    assert_clean_failure(res, out, "embeddings.h5", "only 5 ion images for n_clusters=6")

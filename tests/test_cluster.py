@@ -53,10 +53,37 @@ def test_reproducible_with_a_seed():
 
 def test_graph_is_symmetric_without_self_loops():
     x, _ = blobs(n=40)
-    g = knn_graph(x, 5)
+    g = knn_graph(x, 5, affinity="connectivity")
     assert (g != g.T).nnz == 0
     assert g.diagonal().sum() == 0
     assert set(np.unique(g.data).tolist()) <= {0.5, 1.0}
+
+
+def test_local_scaling_weights():
+    """w_ij = exp(-d_ij^2 / (s_i s_j)), s_i = distance to i's 3rd neighbour; max-symmetric."""
+    x, _ = blobs(n=30)
+    k, m = 5, 3
+    g = knn_graph(x, k, affinity="local_scaling", scale_neighbor=m).toarray()
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d = 1 - u @ u.T
+    np.fill_diagonal(d, np.inf)
+    order = np.argsort(d, axis=1)
+    scale = np.take_along_axis(d, order[:, m - 1 : m], axis=1)[:, 0]
+    ref = np.zeros_like(d)
+    for i in range(len(x)):
+        for j in order[i, :k]:
+            ref[i, j] = np.exp(-(d[i, j] ** 2) / (scale[i] * scale[j]))
+    ref = np.maximum(ref, ref.T)
+    np.testing.assert_allclose(g, ref, rtol=1e-6, atol=1e-9)
+    assert np.all(np.diag(g) == 0) and g.max() <= 1
+
+
+def test_local_scaling_survives_duplicate_features():
+    x = np.repeat(blobs(n=12)[0], 3, axis=0)  # every point three times: distances 0
+    g = knn_graph(x, 4, affinity="local_scaling")
+    assert np.isfinite(g.data).all() and g.data.max() == 1.0
+    with pytest.raises(ValueError, match="affinity"):
+        knn_graph(x, 4, affinity="gaussian")
 
 
 def test_bad_sizes(caplog):

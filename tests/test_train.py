@@ -119,6 +119,24 @@ def test_self_label_keeps_good_labels_with_threshold(stack, trained):
         self_label(trained[0], images, mask, truth, confidence_threshold=0.9, **FAST)
 
 
+def test_reassign_confidence_keeps_unsure_images_in_their_spectral_cluster(stack, trained):
+    images, mask, truth = stack
+    noisy = truth.copy()
+    noisy[::5] = (noisy[::5] + 1) % 4  # wrong spectral labels for the classifier to move
+    kw = {"image_size": 32, "init_epochs": 30, "epochs": 2, "seed": 1, **FAST}
+    free, conf, _, _ = self_label(_copy(trained[0]), images, mask, noisy, **kw)
+    moved = np.flatnonzero(free != noisy)
+    assert len(moved) >= 2
+    gate = float(np.median(conf[moved]))
+    gated, gated_conf, _, _ = self_label(
+        _copy(trained[0]), images, mask, noisy, reassign_confidence=gate, **kw
+    )
+    expected = np.where((free != noisy) & (conf < gate), noisy, free)
+    assert np.array_equal(gated, expected)
+    assert 0 < np.sum(gated != noisy) < len(moved)  # some moves kept, some undone
+    assert np.all(gated_conf[gated != noisy] >= gate)
+
+
 def _copy(enc):
     import copy
 
@@ -139,8 +157,12 @@ def test_check_images(caplog):
     images, _, _ = make_stack(n=6)
     with pytest.raises(InputError, match="need at least 2"):
         check_images(images[:1], "x.h5")
-    with pytest.raises(InputError, match="fewer than n_clusters=8"):
+    with pytest.raises(InputError, match="only 6 ion images for n_clusters=8"):
         check_images(images, "x.h5", n_clusters=8)
+    with pytest.raises(InputError, match=r"only 6 ion images for simclr\.batch_size=16"):
+        check_images(images, "x.h5", batch_size=16, batch_key="simclr.batch_size")
+    with pytest.raises(InputError, match="2 x 30 pixels"):
+        check_images(np.ones((6, 2, 30)), "x.h5")
     with pytest.raises(InputError, match="all 6 ion images are constant"):
         check_images(np.zeros_like(images), "x.h5")
     images[2] = 0

@@ -1,9 +1,13 @@
 """End-to-end Snakemake runs on tiny synthetic imzML, in a copy of the workflow."""
 
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -22,6 +26,7 @@ COPY = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "resource
 
 
 def workflow_copy(dest):
+    dest.mkdir(parents=True, exist_ok=True)
     for name in COPY:
         src = ROOT / name
         if src.is_dir():
@@ -158,3 +163,203 @@ def test_failed_step_leaves_no_output_and_one_line(tmp_path):
     text = res.stdout + res.stderr
     assert "ERROR dataset broken: bad.ibd: truncated" in text, text
     assert not (work / "results" / "broken" / "spectra.h5").exists()
+
+
+def clone_inputs(run, dest):
+    """A fresh workflow copy with the same data, sheet and config as a finished run."""
+    work = workflow_copy(dest)
+    shutil.copytree(run / "data", work / "data")
+    for name in ("sheet.tsv", "test.yaml"):
+        shutil.copy(run / name, work / name)
+    return work
+
+
+def test_slurm_profile_sends_gpu_rules_to_gpu_partition(tiny_run, tmp_path):
+    """profiles/slurm against stand-in SLURM commands that run each job here."""
+    from fake_slurm import install, read_calls, sbatch_options
+
+    work = clone_inputs(tiny_run, tmp_path / "wf")
+    (work / "slurm.yaml").write_text(
+        "slurm: {account: lab, cpu_partition: cpu, gpu_partition: gpu}\n"
+    )
+    env = install(tmp_path / "bin", tmp_path / "slurm")
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--workflow-profile",
+            "profiles/slurm",
+            # no conda on the test machine; env-modules is a no-op for rules without modules
+            "--sdm",
+            "env-modules",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            "--latency-wait",
+            "1",
+            "--configfile",
+            "test.yaml",
+            "slurm.yaml",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    submitted = {}
+    for call in read_calls(tmp_path / "slurm"):
+        if call["tool"] == "sbatch":
+            opts = sbatch_options(call["args"])
+            submitted[opts["--comment"].split("_wildcards_")[0].removeprefix("rule_")] = opts
+    assert {"convert", "train_simclr", "self_label", "report", "summary"} <= set(submitted)
+    for rule, opts in submitted.items():
+        assert opts["-A"] == "lab"
+        gpu_request = "--gpus" in opts or "--gres" in opts
+        if rule in ("train_simclr", "self_label"):
+            assert gpu_request and opts["-p"] == "gpu", (rule, opts)
+            assert opts["--mem"] == "16000" and opts["-t"] == "240"
+        else:
+            assert not gpu_request and opts["-p"] == "cpu", (rule, opts)
+    for name in ("peaks.tsv", "clusters_sc.tsv", "clusters.tsv", "model/simclr.pt"):
+        local, remote = tiny_run / "results/tiny" / name, work / "results/tiny" / name
+        assert remote.read_bytes() == local.read_bytes(), name
+    assert (work / "results/summary.html").exists()
+
+
+def scheduled(dry_run_output):
+    """(rule, dataset) of every job in a dry run's output (dataset None: no wildcard)."""
+    jobs = []
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", dry_run_output, flags=re.M)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        found = re.search(r"^\s+wildcards: dataset=(\S+)$", block, flags=re.M)
+        jobs.append((rule, found.group(1) if found else None))
+    return jobs
+
+
+@pytest.fixture
+def finished(tiny_run, tmp_path):
+    """A private copy of the finished tiny run (outputs, metadata and mtimes kept)."""
+    return shutil.copytree(tiny_run, tmp_path / "wf", symlinks=True)
+
+
+def test_adding_a_data_set_schedules_only_its_jobs(finished):
+    from msicoloc.synth import make_dataset
+
+    make_dataset(
+        finished / "data/new.imzML",
+        finished / "data/new_ann.tsv",
+        height=16,
+        width=20,
+        n_classes=3,
+        n_ions=20,
+        seed=5,
+    )
+    with open(finished / "sheet.tsv", "a") as f:
+        f.write("new\tdata/new.imzML\tdata/new_ann.tsv\t3\n")
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = scheduled(res.stdout)
+    per_dataset = {"convert", "peaks", "ion_images", "train_simclr", "embed", "cluster"}
+    per_dataset |= {"self_label", "evaluate", "report"}
+    assert sorted(r for r, d in jobs if d == "new") == sorted(per_dataset)
+    assert sorted(r for r, d in jobs if d is None) == ["all", "summary"]
+    assert not [r for r, d in jobs if d == "tiny"]
+
+
+def test_changing_n_clusters_reruns_clustering_not_training(finished):
+    sheet = finished / "sheet.tsv"
+    sheet.write_text(sheet.read_text().replace("tiny_ann.tsv\t3", "tiny_ann.tsv\t4"))
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rules = {r for r, _ in scheduled(res.stdout)}
+    assert {"cluster", "self_label", "evaluate", "report", "summary"} <= rules
+    assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
+
+
+def test_touching_inputs_reruns_nothing(finished):
+    for name in ("data/tiny.imzML", "data/tiny.ibd", "results/tiny/ion_images.h5"):
+        (finished / name).touch()
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Nothing to be done" in res.stdout + res.stderr, scheduled(res.stdout)
+
+
+SLOW = "simclr: {epochs: 60}\n"  # a few seconds of training: long enough to interrupt
+COMPARED = ["model/simclr.pt", "embeddings.h5", "clusters_sc.tsv", "clusters.tsv"]
+
+
+@pytest.fixture(scope="module")
+def slow_reference(tiny_run, tmp_path_factory):
+    """An uninterrupted run with the longer training."""
+    work = clone_inputs(tiny_run, tmp_path_factory.mktemp("reference"))
+    (work / "slow.yaml").write_text(SLOW)
+    res = snakemake(work, "--configfile", "test.yaml", "slow.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return work / "results/tiny"
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_interrupted_training_reruns_to_identical_outputs(slow_reference, tiny_run, tmp_path, sig):
+    """Interrupt a run mid-training, start it again: the same bytes as without interruption.
+
+    The signal goes to snakemake's whole process group, the job included: SIGINT is Ctrl-C
+    in a terminal, SIGTERM what SLURM or ``timeout`` send at the end of a job, SIGKILL a
+    hard kill (no cleanup at all).
+    """
+    work = clone_inputs(tiny_run, tmp_path / "wf")
+    (work / "slow.yaml").write_text(SLOW)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2"]
+    cmd += ["--configfile", "test.yaml", "slow.yaml"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    out = work / "results/tiny"
+    log = out / "logs/train_simclr.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 3:" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    assert proc.wait(timeout=120) != 0
+    assert "epoch 60:" not in log.read_text(), "training finished before the interruption"
+    # nothing half-written is left to be taken as done
+    assert not (out / "model/simclr.pt").exists()
+    assert not list(out.rglob("*.tmp-*"))
+
+    res = snakemake(work, "--configfile", "test.yaml", "slow.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in COMPARED:
+        assert (out / name).read_bytes() == (slow_reference / name).read_bytes(), name
+    history = [pd.read_csv(d / "model/simclr_history.tsv", sep="\t") for d in (out, slow_reference)]
+    pd.testing.assert_frame_equal(*(h.drop(columns="seconds") for h in history))
+
+
+def test_slurm_settings_fall_back_to_the_environment(tiny_run):
+    """Unset slurm.* keys: $SBATCH_ACCOUNT, $SBATCH_PARTITION, $MSICOLOC_GPU_PARTITION."""
+    env = dict(os.environ, SBATCH_ACCOUNT="lab", SBATCH_PARTITION="short")
+    env["MSICOLOC_GPU_PARTITION"] = "gpu"
+    res = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--configfile", "test.yaml", "-n", "--forceall"],
+        cwd=tiny_run,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    resources = {}
+    for block in re.split(r"^(?=(?:local)?rule \w+:$)", res.stdout, flags=re.M)[1:]:
+        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+        found = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
+        resources[rule] = dict(kv.split("=", 1) for kv in found.group(1).split(", "))
+    assert resources["train_simclr"]["slurm_partition"] == "gpu"
+    assert resources["train_simclr"]["gpu"] == "1"
+    assert resources["convert"]["slurm_partition"] == "short"
+    assert "gpu" not in resources["convert"]
+    assert {r["slurm_account"] for r in resources.values()} == {"lab"}

@@ -36,7 +36,9 @@ def check_cluster_args(n_samples: int, n_clusters: int, n_neighbors: int) -> int
     if n_clusters < 2:
         raise ValueError(f"n_clusters must be at least 2, got {n_clusters}")
     if n_samples < n_clusters:
-        raise ValueError(f"only {n_samples} ion images for n_clusters={n_clusters}")
+        raise ValueError(
+            f"only {n_samples} ion images for n_clusters={n_clusters}: lower n_clusters"
+        )
     if n_neighbors < 1:
         raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}")
     if n_neighbors >= n_samples:
@@ -55,8 +57,18 @@ def default_eigen_solver() -> str:
     return "amg" if importlib.util.find_spec("pyamg") is not None else "lobpcg"
 
 
-def knn_graph(features: np.ndarray, n_neighbors: int = 10, *, normalize: bool = True):
-    """Symmetric kNN connectivity graph (cosine distance), as a sparse matrix.
+AFFINITIES = ("local_scaling", "connectivity")
+
+
+def knn_graph(
+    features: np.ndarray,
+    n_neighbors: int = 10,
+    *,
+    normalize: bool = True,
+    affinity: str = "local_scaling",
+    scale_neighbor: int = 7,
+):
+    """Symmetric kNN graph of cosine distances, as a sparse affinity matrix.
 
     Parameters
     ----------
@@ -66,15 +78,35 @@ def knn_graph(features: np.ndarray, n_neighbors: int = 10, *, normalize: bool = 
         Neighbours per node before symmetrisation.
     normalize
         L2-normalise the rows first (cosine neighbours are then also Euclidean neighbours).
+    affinity
+        ``"local_scaling"``: edge weight ``exp(-d_ij^2 / (s_i s_j))`` with ``s_i`` the distance
+        from ``i`` to its ``scale_neighbor``-th neighbour (self-tuning spectral clustering,
+        Zelnik-Manor & Perona 2004), symmetrised by the maximum; close pairs weigh more
+        than far ones, and dense and sparse clusters are judged on their own scale.
+        ``"connectivity"``: weight 1 for mutual neighbours, 0.5 for one-sided ones.
+    scale_neighbor
+        Which neighbour sets the local scale (clipped to ``n_neighbors``).
     """
+    if affinity not in AFFINITIES:
+        raise ValueError(f"affinity must be one of {AFFINITIES}, got {affinity!r}")
     x = np.asarray(features, dtype=np.float64)
     if normalize:
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    graph = kneighbors_graph(
-        x, n_neighbors, mode="connectivity", metric="cosine", include_self=False
-    )
-    # Edge weight 1 if both are each other's neighbours, 0.5 if only one is.
-    return 0.5 * (graph + graph.T)
+    if affinity == "connectivity":
+        graph = kneighbors_graph(
+            x, n_neighbors, mode="connectivity", metric="cosine", include_self=False
+        )
+        return 0.5 * (graph + graph.T)
+    graph = kneighbors_graph(x, n_neighbors, mode="distance", metric="cosine", include_self=False)
+    graph = graph.tocsr()
+    graph.sort_indices()
+    # rows hold exactly n_neighbors distances; sorted per row they give each point's scale
+    dist = graph.data.reshape(len(x), n_neighbors)
+    scale = np.sort(dist, axis=1)[:, min(scale_neighbor, n_neighbors) - 1]
+    rows = np.repeat(np.arange(len(x)), n_neighbors)
+    denom = np.maximum(scale[rows] * scale[graph.indices], 1e-12)  # duplicates: d = 0
+    graph.data = np.exp(-(np.maximum(graph.data, 0.0) ** 2) / denom)
+    return graph.maximum(graph.T).tocsr()
 
 
 def knn_spectral_clustering(
@@ -84,6 +116,7 @@ def knn_spectral_clustering(
     n_neighbors: int = 10,
     random_state: int = 0,
     normalize: bool = True,
+    affinity: str = "local_scaling",
     eigen_solver: str | None = None,
 ) -> np.ndarray:
     """Cluster feature vectors by spectral clustering of their kNN graph.
@@ -100,6 +133,9 @@ def knn_spectral_clustering(
         Seed of the eigen solver and of the label discretisation.
     normalize
         L2-normalise the features before the cosine kNN search.
+    affinity
+        Edge weights of the kNN graph: ``"local_scaling"`` or ``"connectivity"`` (see
+        :func:`knn_graph`).
     eigen_solver
         ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; None picks
         :func:`default_eigen_solver`.
@@ -115,7 +151,7 @@ def knn_spectral_clustering(
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values")
     n_neighbors = check_cluster_args(x.shape[0], n_clusters, n_neighbors)
-    affinity = knn_graph(x, n_neighbors, normalize=normalize)
+    graph = knn_graph(x, n_neighbors, normalize=normalize, affinity=affinity)
     model = SpectralClustering(
         n_clusters=n_clusters,
         affinity="precomputed",
@@ -125,7 +161,7 @@ def knn_spectral_clustering(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        labels = model.fit_predict(affinity)
+        labels = model.fit_predict(graph)
     for w in caught:
         # "Graph is not fully connected" is expected for very distinct groups of ions.
         log.info("spectral clustering: %s", w.message)

@@ -41,7 +41,16 @@ EpochLogger = Callable[[dict], None]
 # Input and environment
 
 
-def check_images(images: np.ndarray, path: object, n_clusters: int | None = None) -> None:
+MIN_SIDE = 3  # pixels; a line scan (one row or column) has no 2-D pattern to learn
+
+
+def check_images(
+    images: np.ndarray,
+    path: object,
+    n_clusters: int | None = None,
+    batch_size: int | None = None,
+    batch_key: str = "batch_size",
+) -> None:
     """Raise :class:`InputError` if the stack cannot be learned from; warn on constant images.
 
     Parameters
@@ -52,18 +61,36 @@ def check_images(images: np.ndarray, path: object, n_clusters: int | None = None
         File named in messages.
     n_clusters
         Number of clusters that will be asked for, if any.
+    batch_size
+        Images per training step, if any: there must be at least that many.
+    batch_key
+        The config key of ``batch_size``, named in the message.
     """
-    n = images.shape[0]
+    n, h, w = images.shape
     if n < 2:
         raise InputError(path, f"{n} ion image(s): need at least 2 to learn from")
     if n_clusters is not None and n < n_clusters:
-        raise InputError(path, f"{n} ion images: fewer than n_clusters={n_clusters}")
+        raise InputError(path, f"only {n} ion images for n_clusters={n_clusters}: lower n_clusters")
+    if batch_size is not None and n < batch_size:
+        raise InputError(
+            path,
+            f"only {n} ion images for {batch_key}={batch_size}: lower {batch_key} to at "
+            f"most {n} (or pick more peaks)",
+        )
+    if min(h, w) < MIN_SIDE:
+        raise InputError(
+            path,
+            f"ion images are {h} x {w} pixels: a single row or column has no 2-D pattern "
+            f"to learn from (need at least {MIN_SIDE} x {MIN_SIDE})",
+        )
     if not np.isfinite(images).all():
         raise InputError(path, "images contain NaN or infinite values")
     flat = images.reshape(n, -1)
     constant = flat.max(axis=1) == flat.min(axis=1)
     if constant.all():
-        raise InputError(path, f"all {n} ion images are constant (empty mask or no signal?)")
+        raise InputError(
+            path, f"all {n} ion images are constant (all zero or no signal on the tissue)"
+        )
     if constant.any():
         # Still valid ions (e.g. below detection here): kept, they will cluster together.
         log.warning("%d of %d ion images are constant", int(constant.sum()), n)
@@ -458,6 +485,7 @@ def self_label(
     weight_decay: float = 1e-6,
     confidence_threshold: float | None = None,
     confidence_quantile: float | None = 0.4,
+    reassign_confidence: float = 0.0,
     weak: AugmentParams = WEAK,
     strong: AugmentParams = STRONG,
     class_balanced: bool = True,
@@ -507,6 +535,11 @@ def self_label(
     confidence_quantile
         Keep images whose weak-view max softmax is at least this quantile of the batch's
         (the reference code's 0.4).
+    reassign_confidence
+        An image leaves its spectral cluster only if the final classifier gives the new
+        cluster at least this probability; otherwise it keeps its spectral label. 0 takes
+        the classifier's label everywhere (the reference); a high value (0.9) makes
+        self-labeling correct only what it is sure of.
     weak, strong
         Augmentations of the pseudo-label view and of the trained view.
     class_balanced
@@ -530,7 +563,8 @@ def self_label(
     Returns
     -------
     tuple
-        ``labels`` (n,) int64, ``confidence`` (n,) float32 max softmax on the original images,
+        ``labels`` (n,) int64, ``confidence`` (n,) float32 classifier probability of that
+        label on the original images,
         per-epoch records (``epoch``, ``loss``, ``confident_share``), and the trained network
         (on the CPU, eval mode).
     """
@@ -573,9 +607,13 @@ def self_label(
         )
         model.eval()
         probs = _forward_all(model, x_all, in_chans, 256, channels_last).softmax(dim=1)
-        confidence, labels = probs.max(dim=1)
         model.to("cpu", memory_format=torch.contiguous_format)
-    return labels.cpu().numpy().astype(np.int64), confidence.cpu().numpy(), records, model
+    probs = probs.cpu().numpy()
+    labels = probs.argmax(axis=1)
+    unsure = (labels != sc) & (probs.max(axis=1) < reassign_confidence)
+    labels[unsure] = sc[unsure]
+    confidence = probs[np.arange(n), labels]
+    return labels.astype(np.int64), confidence, records, model
 
 
 def _init_classifier(
