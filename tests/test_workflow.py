@@ -319,6 +319,8 @@ def test_interrupted_training_reruns_to_identical_outputs(slow_reference, tiny_r
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # as in a terminal: a test run launched in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = work / "results/tiny"
     log = out / "logs/train_simclr.log"
