@@ -153,3 +153,43 @@ def all_outputs():
         ]
     outputs.append("results/summary.html")
     return outputs
+
+
+# Each data set's chain of outputs, in pipeline order, with the rule that writes each one.
+CHAIN = [
+    ("spectra.h5", "convert"),
+    ("peaks.tsv", "peaks"),
+    ("ion_images.h5", "ion_images"),
+    ("model/simclr.pt", "train_simclr"),
+    ("embeddings.h5", "embed"),
+    ("clusters_sc.tsv", "cluster"),
+    ("clusters.tsv", "self_label"),
+    ("metrics.json", "evaluate"),
+    ("report.html", "report"),
+]
+
+
+def warn_about_gaps():
+    """Warn where a step's output is missing but later outputs of an earlier run remain.
+
+    This happens when a step fails after a parameter change (its outputs are removed, the
+    later ones stay): Snakemake then sees the final outputs as up to date and does not
+    recreate the missing file on its own.
+    """
+    for name in DATASETS:
+        exists = [Path(f"results/{name}/{path}").exists() for path, _ in CHAIN]
+        if False not in exists:
+            continue
+        gap = exists.index(False)
+        later = [path for (path, _), there in zip(CHAIN[gap:], exists[gap:]) if there]
+        if later:
+            path, rule = CHAIN[gap]
+            logger.warning(
+                f"dataset {name}: results/{name}/{path} is missing but later results of an "
+                f"earlier run remain ({', '.join(later)}); to redo them: "
+                f"snakemake --forcerun {rule}"
+            )
+
+
+if workflow.is_main_process:  # not again in every job's own snakemake process
+    warn_about_gaps()

@@ -369,3 +369,18 @@ def test_slurm_settings_fall_back_to_the_environment(tiny_run):
     assert "gpu" not in resources["convert"]
     del resources["all"]  # the target rule is not a job that gets submitted
     assert {r["slurm_account"] for r in resources.values()} == {"lab"}
+
+
+def test_missing_step_output_under_later_results_is_reported(finished):
+    """After a failed step its later outputs from an earlier run remain: say how to redo them."""
+    (finished / "results/tiny/clusters_sc.tsv").unlink()
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (
+        "dataset tiny: results/tiny/clusters_sc.tsv is missing but later results of an earlier "
+        "run remain (clusters.tsv, metrics.json, report.html); to redo them: "
+        "snakemake --forcerun cluster"
+    ) in res.stdout + res.stderr
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run", "--forcerun", "cluster")
+    rules = {r for r, _ in scheduled(res.stdout)}
+    assert {"cluster", "self_label", "evaluate", "report"} <= rules
