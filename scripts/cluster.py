@@ -75,7 +75,7 @@ def main(
             n_neighbors=n_neighbors,
             affinity=affinity,
             random_state=seed,
-            eigen_solver=None if eigen_solver == "auto" else eigen_solver,
+            eigen_solver=eigen_solver,
         )
     sizes = np.bincount(labels, minlength=n_clusters)
     log.info("%d clusters of %d ion images; sizes %s", n_clusters, len(labels), sizes.tolist())

@@ -127,7 +127,7 @@ def main(
             n_neighbors=n_neighbors,
             affinity=affinity,
             random_state=random_state,
-            eigen_solver=None if eigen_solver == "auto" else eigen_solver,
+            eigen_solver=eigen_solver,
         )
 
     with threadpool_limits(limits=max(1, threads)):

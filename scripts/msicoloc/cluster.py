@@ -117,7 +117,7 @@ def knn_spectral_clustering(
     random_state: int = 0,
     normalize: bool = True,
     affinity: str = "local_scaling",
-    eigen_solver: str | None = None,
+    eigen_solver: str | None = "auto",
 ) -> np.ndarray:
     """Cluster feature vectors by spectral clustering of their kNN graph.
 
@@ -137,7 +137,7 @@ def knn_spectral_clustering(
         Edge weights of the kNN graph: ``"local_scaling"`` or ``"connectivity"`` (see
         :func:`knn_graph`).
     eigen_solver
-        ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; None picks
+        ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; ``"auto"`` (or None) picks
         :func:`default_eigen_solver`.
 
     Returns
@@ -156,7 +156,7 @@ def knn_spectral_clustering(
         n_clusters=n_clusters,
         affinity="precomputed",
         assign_labels="discretize",
-        eigen_solver=eigen_solver or default_eigen_solver(),
+        eigen_solver=default_eigen_solver() if eigen_solver in (None, "auto") else eigen_solver,
         random_state=random_state,
     )
     with warnings.catch_warnings(record=True) as caught:
