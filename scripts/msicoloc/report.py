@@ -121,26 +121,22 @@ def img_tag(png: bytes, alt: str, width: int | None = None) -> str:
 def annotation_colours(n: int) -> list[str]:
     """Colours for annotation classes, from other palettes than the clusters' so that a
     shared colour is not mistaken for a cluster-class match (Dark2, tab20b, turbo)."""
-    if n <= 8:
-        cmap = colormaps["Dark2"]
-        return [to_hex(cmap(i)) for i in range(n)]
-    if n <= 20:
-        cmap = colormaps["tab20b"]
-        return [to_hex(cmap(i)) for i in range(n)]
-    cmap = colormaps["turbo"]
-    return [to_hex(cmap(x)) for x in np.linspace(0.95, 0.05, n)]
+    return _palette(n, "Dark2", 8, "tab20b", (0.95, 0.05))
 
 
 def cluster_colours(n: int) -> list[str]:
     """One distinct colour per cluster (tab10 up to 10, tab20 up to 20, else turbo)."""
-    if n <= 10:
-        cmap = colormaps["tab10"]
-        return [to_hex(cmap(i)) for i in range(n)]
+    return _palette(n, "tab10", 10, "tab20", (0.05, 0.95))
+
+
+def _palette(n: int, small: str, small_n: int, medium: str, turbo_span: tuple) -> list[str]:
+    """``n`` colours: the qualitative map ``small`` (``small_n`` colours), else the 20-colour
+    ``medium``, else evenly spaced along turbo over ``turbo_span``."""
+    if n <= small_n:
+        return [to_hex(colormaps[small](i)) for i in range(n)]
     if n <= 20:
-        cmap = colormaps["tab20"]
-        return [to_hex(cmap(i)) for i in range(n)]
-    cmap = colormaps["turbo"]
-    return [to_hex(cmap(x)) for x in np.linspace(0.05, 0.95, n)]
+        return [to_hex(colormaps[medium](i)) for i in range(n)]
+    return [to_hex(colormaps["turbo"](x)) for x in np.linspace(*turbo_span, n)]
 
 
 # --- images: the colour-scale rule, cluster means, tiles ---------------------------------
