@@ -227,14 +227,23 @@ def test_slurm_profile_sends_gpu_rules_to_gpu_partition(tiny_run, tmp_path):
     assert (work / "results/summary.html").exists()
 
 
-def scheduled(dry_run_output):
-    """(rule, dataset) of every job in a dry run's output (dataset None: no wildcard)."""
+def dry_run_jobs(dry_run_output):
+    """Every job of a dry run's output: (rule, {field: value}) with fields such as wildcards
+    and resources as printed."""
     jobs = []
     for block in re.split(r"^(?=(?:local)?rule \w+:$)", dry_run_output, flags=re.M)[1:]:
         rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
-        found = re.search(r"^\s+wildcards: dataset=(\S+)$", block, flags=re.M)
-        jobs.append((rule, found.group(1) if found else None))
+        fields = dict(re.findall(r"^\s+(\w+): (.*)$", block, flags=re.M))
+        jobs.append((rule, fields))
     return jobs
+
+
+def scheduled(dry_run_output):
+    """(rule, dataset) of every job in a dry run's output (dataset None: no wildcard)."""
+    return [
+        (rule, fields["wildcards"].removeprefix("dataset=") if "wildcards" in fields else None)
+        for rule, fields in dry_run_jobs(dry_run_output)
+    ]
 
 
 @pytest.fixture
@@ -358,11 +367,10 @@ def test_slurm_settings_fall_back_to_the_environment(tiny_run):
         text=True,
     )
     assert res.returncode == 0, res.stdout + res.stderr
-    resources = {}
-    for block in re.split(r"^(?=(?:local)?rule \w+:$)", res.stdout, flags=re.M)[1:]:
-        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
-        found = re.search(r"^\s+resources: (.*)$", block, flags=re.M)
-        resources[rule] = dict(kv.split("=", 1) for kv in found.group(1).split(", "))
+    resources = {
+        rule: dict(kv.split("=", 1) for kv in fields["resources"].split(", "))
+        for rule, fields in dry_run_jobs(res.stdout)
+    }
     assert resources["train_simclr"]["slurm_partition"] == "gpu"
     assert resources["train_simclr"]["gpu"] == "1"
     assert resources["convert"]["slurm_partition"] == "short"
