@@ -163,7 +163,8 @@ CHAIN = [
     ("model/simclr.pt", "train_simclr"),
     ("embeddings.h5", "embed"),
     ("clusters_sc.tsv", "cluster"),
-    ("clusters.tsv", "self_label"),
+    ("clusters_selflabel.tsv", "self_label"),
+    ("clusters.tsv", "answer"),
     ("metrics.json", "evaluate"),
     ("report.html", "report"),
 ]

@@ -56,6 +56,9 @@ rule embed:
     params:
         batch_size=config["embed"]["batch_size"],
         device=config["device"],
+        autoencoder=config["compare"]["autoencoder"],
+        imagenet=config["compare"]["imagenet"],
+        seed=config["seed"],
     script:
         "../scripts/embed.py"
 
@@ -79,6 +82,7 @@ rule cluster:
         n_neighbors=config["cluster"]["n_neighbors"],
         affinity=config["cluster"]["affinity"],
         eigen_solver=config["cluster"]["eigen_solver"],
+        assign_labels=config["cluster"]["assign_labels"],
         seed=config["seed"],
     script:
         "../scripts/cluster.py"
@@ -90,7 +94,7 @@ rule self_label:
         model="results/{dataset}/model/simclr.pt",
         sc_clusters="results/{dataset}/clusters_sc.tsv",
     output:
-        clusters="results/{dataset}/clusters.tsv",
+        clusters="results/{dataset}/clusters_selflabel.tsv",
         history="results/{dataset}/model/self_label_history.tsv",
         finetuned_model="results/{dataset}/model/self_label.pt",
     log:

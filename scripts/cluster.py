@@ -28,6 +28,7 @@ def main(
     seed: int = 0,
     features: str = "features",
     eigen_solver: str = "auto",
+    assign_labels: str = "kmeans",
     threads: int = 1,
     dataset: str = "?",
 ) -> None:
@@ -53,6 +54,8 @@ def main(
     eigen_solver
         auto (amg if pyamg is installed, else lobpcg), amg, lobpcg or arpack (slow on
         large data sets).
+    assign_labels
+        kmeans, discretize or cluster_qr: how the spectral embedding becomes labels.
     threads
         CPU threads for the kNN search and the eigen solver.
     dataset
@@ -76,6 +79,7 @@ def main(
             affinity=affinity,
             random_state=seed,
             eigen_solver=eigen_solver,
+            assign_labels=assign_labels,
         )
     sizes = np.bincount(labels, minlength=n_clusters)
     log.info("%d clusters of %d ion images; sizes %s", n_clusters, len(labels), sizes.tolist())

@@ -15,33 +15,28 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.baselines import (
-    cosine_similarity,
-    metaspace_vectors,
-    nearest_neighbours,
-    pixel_vectors,
-)
+from msicoloc.baselines import cosine_similarity, nearest_neighbours
 from msicoloc.cluster import check_cluster_args, knn_spectral_clustering, read_cluster_labels
+from msicoloc.evaluate import (
+    ANSWER_SOURCE,
+    METHODS,
+    agreement,
+    cluster_all,
+    disagreement,
+    spectral_settings,
+)
 from msicoloc.images import read_ion_images
 from msicoloc.metrics import find_isotopes, isotopic_recall, match_annotations, scores
 from msicoloc.step import atomic_output, run_step
 
 log = logging.getLogger("evaluate")
 
-#: Methods in the order the report shows them; the last is the workflow's answer.
-METHODS = {
-    "pixel_cosine_sc": "pixel-vector cosine + SC",
-    "metaspace_sc": "METASPACE-style cosine + SC",
-    "untrained_sc": "untrained encoder + SC",
-    "simclr_sc": "SimCLR + SC",
-    "simclr_selflabel": "SimCLR + SC + self-labeling",
-}
-
 
 def main(
     images: Path,
     embeddings: Path,
     sc_clusters: Path,
+    selflabel_clusters: Path,
     clusters: Path,
     metrics: Path,
     isotopes: Path,
@@ -53,6 +48,9 @@ def main(
     n_neighbors: int = 10,
     affinity: str = "local_scaling",
     eigen_solver: str = "auto",
+    assign_labels: str = "kmeans",
+    compare: dict | None = None,
+    answer_method: str = "pearson_smooth",
     seed: int = 0,
     annotation_tolerance_ppm: float = 10.0,
     isotope_tolerance_ppm: float = 5.0,
@@ -70,11 +68,14 @@ def main(
     images
         ion_images.h5 (images, mz, mask).
     embeddings
-        embeddings.h5 (features, features_untrained).
+        embeddings.h5 (features, features_untrained, features_autoencoder and, where ImageNet
+        weights were available, features_imagenet).
     sc_clusters
         clusters_sc.tsv: spectral clustering of the SimCLR features.
+    selflabel_clusters
+        clusters_selflabel.tsv: the learned pipeline's clusters after self-labeling.
     clusters
-        clusters.tsv: the self-labeled clusters (column cluster).
+        clusters.tsv: the answer.
     metrics
         metrics.json to write.
     isotopes
@@ -93,6 +94,12 @@ def main(
         kNN edge weights of every spectral clustering: local_scaling or connectivity.
     eigen_solver
         auto, amg, lobpcg or arpack (as in the clustering step).
+    assign_labels
+        kmeans, discretize or cluster_qr (as in the clustering step).
+    compare
+        The config's compare section (settings of the classical methods).
+    answer_method
+        The answer step's method (answer.method), to name which method the answer is.
     seed
         Seed of the baselines' spectral clustering (and the stability check with seed + 1).
     annotation_tolerance_ppm
@@ -114,31 +121,45 @@ def main(
     """
     stack, mz, mask = read_ion_images(images)
     with h5py.File(embeddings, "r") as f:
-        learned, untrained = f["features"][()], f["features_untrained"][()]
+        feats = {k: f[k][()] for k in f if k.startswith("features")}
     try:
         check_cluster_args(len(mz), n_clusters, n_neighbors)
     except ValueError as err:
         raise InputError(images, str(err)) from None
-
-    def sc(features, random_state=seed):
-        return knn_spectral_clustering(
-            features,
-            n_clusters,
-            n_neighbors=n_neighbors,
-            affinity=affinity,
-            random_state=random_state,
-            eigen_solver=eigen_solver,
-        )
-
+    cluster = {
+        "n_neighbors": n_neighbors,
+        "affinity": affinity,
+        "eigen_solver": eigen_solver,
+        "assign_labels": assign_labels,
+    }
+    given = {
+        "simclr_sc": read_cluster_labels(sc_clusters, mz),
+        "simclr_selflabel": read_cluster_labels(selflabel_clusters, mz),
+        "answer": read_cluster_labels(clusters, mz),
+    }
     with threadpool_limits(limits=max(1, threads)):
-        labels = {
-            "pixel_cosine_sc": sc(pixel_vectors(stack, mask)),
-            "metaspace_sc": sc(metaspace_vectors(stack, mask)),
-            "untrained_sc": sc(untrained),
-            "simclr_sc": read_cluster_labels(sc_clusters, mz),
-            "simclr_selflabel": read_cluster_labels(clusters, mz),
-        }
-        stability = float(adjusted_rand_score(labels["simclr_sc"], sc(learned, seed + 1)))
+        labels = cluster_all(
+            stack,
+            mask,
+            feats,
+            given,
+            n_clusters=n_clusters,
+            compare=compare or {},
+            cluster=cluster,
+            seed=seed,
+        )
+        stability = float(
+            adjusted_rand_score(
+                labels["simclr_sc"],
+                knn_spectral_clustering(
+                    feats["features"],
+                    n_clusters,
+                    random_state=seed + 1,
+                    **spectral_settings(cluster),
+                ),
+            )
+        )
+    learned = feats["features"]
     iso = find_isotopes(
         mz,
         stack,
@@ -173,8 +194,10 @@ def main(
         "silhouette": float(silhouette_score(learned, labels["simclr_selflabel"], metric="cosine"))
         if len(set(labels["simclr_selflabel"])) > 1
         else float("nan"),
+        "answer_method": ANSWER_SOURCE[answer_method],
+        "agreement_ari": agreement(labels),
         "stability_ari": stability,
-        "method_names": METHODS,
+        "method_names": {k: v for k, v in METHODS.items() if k in labels},
         "methods": {},
     }
     for name, lab in labels.items():
@@ -189,7 +212,7 @@ def main(
     report["best"] = {
         key: max(report["methods"], key=lambda m: _sortable(report["methods"][m][key]))
         for key in ("purity", "hungarian_accuracy", "ari", "nmi", "isotopic_recall")
-        if key in report["methods"]["simclr_sc"]
+        if key in report["methods"]["answer"]
     }
     for name, row in report["methods"].items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
@@ -202,12 +225,10 @@ def main(
             "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
             "neighbour_mz": mz[idx].ravel(),
             "cosine": sim.ravel(),
-            "same_cluster": (
-                labels["simclr_selflabel"][idx] == labels["simclr_selflabel"][:, None]
-            ).ravel(),
+            "same_cluster": (labels["answer"][idx] == labels["answer"][:, None]).ravel(),
         }
     )
-    table = pd.DataFrame({"mz": mz, **labels})
+    table = pd.DataFrame({"mz": mz, **labels, "disagreement": disagreement(labels)})
     if truth is not None:
         table["annotation"] = truth
     with atomic_output(metrics) as tmp:
@@ -233,6 +254,6 @@ def _json_default(value):
 if __name__ == "__main__":
     run_step(
         main,
-        inputs=["images", "embeddings", "sc_clusters", "clusters"],
+        inputs=["images", "embeddings", "sc_clusters", "selflabel_clusters", "clusters"],
         outputs=["metrics", "isotopes", "colocalization", "methods_table"],
     )

@@ -283,9 +283,15 @@ def header(run: Run) -> str:
     return (
         f"<h1>MSI co-localization: {rp.esc(run.dataset)}</h1>"
         f'<p class="sub">{len(run.mz):,} ion images of <code>{source}</code> grouped into '
-        f"{run.n_clusters} clusters by self-supervised learning (SimCLR, spectral clustering, "
-        f"self-labeling).</p><nav>{links}</nav>"
+        f"{run.n_clusters} clusters of co-localized ions by {rp.esc(_answer_name(run.metrics))}; "
+        "the self-supervised pipeline (SimCLR, spectral clustering, self-labeling) and the "
+        f"classical methods are compared in section 6.</p><nav>{links}</nav>"
     )
+
+
+def _answer_name(metrics: dict) -> str:
+    key = metrics.get("answer_method", "")
+    return metrics.get("method_names", {}).get(key, key or "the answer step")
 
 
 def run_section(run: Run, parameters: dict, benchmarks: Path | None) -> str:
@@ -461,7 +467,7 @@ def cluster_sections(
         f'<div class="grid">{"".join(cards)}</div>{note}'
         "<h3>Member ion images</h3>"
         f'<p class="note">Thumbnails on the same colour rule (colour bar: fraction of each '
-        f"tile's {percentile:g}th percentile), labelled by m/z, most confident self-label first;"
+        f"tile's {percentile:g}th percentile), labelled by m/z, most confident first;"
         " the scale bar right of each grid gives the tiles' size.</p>" + "".join(members)
     )
     return pngs, html
@@ -542,6 +548,7 @@ def metrics_section(run: Run) -> str:
     table = rp.metrics_table(m)
     scores = [c for c in rp.SCORE_TITLES if c in table]
     bold = rp.best_flags(table, scores)
+    agree = m.get("agreement_ari", {})
     rows, classes = [], []
     for i, row in table.iterrows():
         name = rp.esc(row["method"]) + (" <b>(final)</b>" if row["key"] == rp.FINAL_METHOD else "")
@@ -549,9 +556,15 @@ def metrics_section(run: Run) -> str:
         for c in scores:
             text = rp.fmt(row[c])
             cells.append(f"<b>{text}</b>" if bold.loc[i, c] else text)
+        cells.append("–" if row["key"] == rp.FINAL_METHOD else rp.fmt(agree.get(row["key"])))
         rows.append(cells)
         classes.append("final" if row["key"] == rp.FINAL_METHOD else "")
-    header = ["method", "clusters used", *(rp.SCORE_TITLES[c] for c in scores)]
+    header = [
+        "method",
+        "clusters used",
+        *(rp.SCORE_TITLES[c] for c in scores),
+        "agreement with answer (ARI)",
+    ]
     annotated = "purity" in scores
     if annotated:
         basis = (
@@ -564,7 +577,10 @@ def metrics_section(run: Run) -> str:
     note = (
         basis + "Isotopic recall: share of the isotope pairs (section 7) whose two images "
         "share a cluster. Bold: best in its column (ties all bold). Every method clusters the "
-        "same ion images into the same number of clusters."
+        "same ion images into the same number of clusters. Agreement: adjusted Rand index "
+        "between the answer and each method (1 = the same clusters, 0 = chance); where "
+        "methods that score well elsewhere disagree with the answer, look at the ion images "
+        "below."
     )
     silhouette = rp.fmt(rp.to_float(m.get("silhouette")))
     stability = rp.fmt(rp.to_float(m.get("stability_ari")))
@@ -581,6 +597,27 @@ def metrics_section(run: Run) -> str:
         )
         + f'<p class="note">{note}</p>'
         + rp.kv_table(extra)
+        + disagreement_block(run)
+    )
+
+
+def disagreement_block(run: Run, n_shown: int = 12) -> str:
+    """The ion images whose partners the other methods dispute most (methods.tsv)."""
+    if "disagreement" not in run.methods:
+        return ""
+    score = run.methods["disagreement"].to_numpy(float)
+    idx = np.argsort(-score, kind="stable")[:n_shown]
+    fig = rp.thumbnail_figure(
+        run.stack[idx], run.mz[idx], run.mask, percentile=99.0, pixel_size_um=run.pixel_size_um
+    )
+    listed = ", ".join(f"{run.mz[i]:.4f} ({score[i]:.2f})" for i in idx)
+    return (
+        "<h3>Where the methods disagree</h3>"
+        f"{rp.img_tag(rp.figure_png(fig), 'ion images the methods disagree on')}"
+        '<p class="note">The ion images whose cluster mates differ most between the answer and '
+        "the other methods (1 - Jaccard index of the mates, averaged over the methods; column "
+        f"<code>disagreement</code> of methods.tsv): m/z (score) {listed}. A real data set "
+        "without annotations is judged here: check these images by eye.</p>"
     )
 
 

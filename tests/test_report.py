@@ -128,17 +128,17 @@ def test_best_flags_mark_ties_and_skip_nan():
 
 def test_metrics_table_shows_annotation_scores_only_when_present():
     metrics = {
-        "method_names": {"m1": "first", "simclr_selflabel": "final"},
+        "method_names": {"m1": "first", "answer": "final"},
         "methods": {
             "m1": {"isotopic_recall": 0.5, "cluster_sizes": [3, 0, 2]},
-            "simclr_selflabel": {"isotopic_recall": float("nan"), "cluster_sizes": [1, 2, 2]},
+            "answer": {"isotopic_recall": float("nan"), "cluster_sizes": [1, 2, 2]},
         },
     }
     table = rp.metrics_table(metrics)
     assert list(table.columns) == ["key", "method", "clusters used", "isotopic_recall"]
     assert table["clusters used"].tolist() == [2, 3]
     metrics["methods"]["m1"].update(purity=1.0, hungarian_accuracy=1.0, ari=1.0, nmi=1.0)
-    metrics["methods"]["simclr_selflabel"].update(purity=1, hungarian_accuracy=1, ari=1, nmi=1)
+    metrics["methods"]["answer"].update(purity=1, hungarian_accuracy=1, ari=1, nmi=1)
     assert "hungarian_accuracy" in rp.metrics_table(metrics)
 
 
@@ -226,7 +226,7 @@ def fake_results(root, *, annotated: bool = True) -> dict:
     pd.DataFrame(
         {"mz": mz, "cluster": labels, "confidence": rng.random(N_IONS), "sc_cluster": labels}
     ).to_csv(out / "clusters.tsv", sep="\t", index=False)
-    methods = pd.DataFrame({"mz": mz, "pixel_cosine_sc": labels, "simclr_selflabel": labels})
+    methods = pd.DataFrame({"mz": mz, "pixel_cosine_sc": labels, "answer": labels})
     scores = {"isotopic_recall": 0.5}
     if annotated:
         methods["annotation"] = [f"class_{k}" for k in labels]
@@ -243,10 +243,10 @@ def fake_results(root, *, annotated: bool = True) -> dict:
         "n_annotation_rows": 11 if annotated else 0,
         "silhouette": 0.7,
         "stability_ari": 1.0,
-        "method_names": {"pixel_cosine_sc": "pixel cosine", "simclr_selflabel": "final"},
+        "method_names": {"pixel_cosine_sc": "pixel cosine", "answer": "final"},
         "methods": {
             "pixel_cosine_sc": {**scores, "cluster_sizes": [4, 4, 4, 0]},
-            "simclr_selflabel": {**scores, "isotopic_recall": 0.4, "cluster_sizes": [4, 4, 4, 0]},
+            "answer": {**scores, "isotopic_recall": 0.4, "cluster_sizes": [4, 4, 4, 0]},
         },
     }
     (out / "metrics.json").write_text(json.dumps(metrics))
@@ -355,7 +355,7 @@ def test_summary_links_every_report(tmp_path):
                     "n_isotope_pairs": 4,
                     "silhouette": 0.5,
                     "stability_ari": 1.0,
-                    "methods": {"simclr_selflabel": final},
+                    "methods": {"answer": final},
                 }
             )
         )

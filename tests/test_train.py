@@ -216,12 +216,16 @@ def test_step_scripts_end_to_end(tmp_path, stack):
         images=h5,
         model=tmp_path / "simclr.pt",
         embeddings=tmp_path / "emb.h5",
+        autoencoder={"image_size": 16, "latent_dim": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3},
+        imagenet={"encoder": "efficientnet_lite0", "weights": None, "image_size": 32},
         device="cpu",
         threads=2,
     )
     with h5py.File(tmp_path / "emb.h5") as f:
         feats, untrained = f["features"][()], f["features_untrained"][()]
         assert feats.shape == untrained.shape == (40, 1024)
+        assert f["features_autoencoder"].shape == (40, 8)
+        assert "features_imagenet" not in f  # weights: null leaves that comparison out
         assert not np.allclose(feats, untrained)
         assert np.array_equal(f["mz"][()], read_ion_images(h5)[1])
     step = load_step("cluster")
@@ -261,6 +265,25 @@ def test_step_scripts_end_to_end(tmp_path, stack):
     assert np.array_equal(table["sc_cluster"], sc["cluster"])
     ckpt = torch.load(outputs[0]["finetuned_model"], weights_only=True)
     assert ckpt["n_clusters"] == 4 and ckpt["head"]["weight"].shape == (4, 1024)
+    cluster = {"n_neighbors": 5, "affinity": "local_scaling", "eigen_solver": "auto"}
+    compare = {"smooth_sigma": 1.0}
+    for method in ("pearson_smooth", "simclr_selflabel"):
+        answer = tmp_path / f"answer_{method}.tsv"
+        load_step("answer").main(
+            images=h5,
+            selflabel_clusters=outputs[0]["clusters"],
+            clusters=answer,
+            method=method,
+            compare=compare,
+            n_clusters=4,
+            cluster={**cluster, "assign_labels": "kmeans"},
+        )
+        got = pd.read_csv(answer, sep="\t")
+        assert list(got.columns) == ["mz", "cluster", "confidence", "learned_cluster"]
+        assert np.array_equal(got["learned_cluster"], table["cluster"])
+        assert got["confidence"].between(0, 1).all() and got["cluster"].nunique() == 4
+    # the learned answer is the self-labeling result as it is
+    assert np.array_equal(got["cluster"], table["cluster"])
 
 
 def test_self_label_rejects_stale_clusters(tmp_path, stack):

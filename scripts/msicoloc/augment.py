@@ -4,7 +4,9 @@ Everything works on whole batches of shape ``(n, 1, S, S)`` with tensor operatio
 code runs on CPU and CUDA and the randomness comes from one :class:`torch.Generator`. Following
 the reference method (Hu, Bindu & Laskin 2022), the augmentations change appearance (blur,
 intensity, noise) rather than geometry: crops and translations hurt co-localization, because
-*where* an ion is, is the signal.
+*where* an ion is, is the signal. MSI-specific appearance changes (contrast curves, admixture of
+another ion, on-tissue background, counting noise, hotspots) model what differs between real ion
+images of co-localized molecules; each is off unless its strength is set.
 """
 
 from __future__ import annotations
@@ -44,6 +46,23 @@ class AugmentParams:
         Maximum absolute rotation in degrees (uniform, per image); 0 disables it.
     zero_off_tissue
         Set pixels outside the tissue mask back to 0 after the other changes.
+    gamma
+        MSI contrast curve: each image is raised to a power exp(U(-g, g)), a monotone change
+        of how intensity maps to concentration (ionisation efficiency, detector response);
+        0 disables it.
+    admixture
+        Largest share of another image of the batch mixed in, as overlapping ions or
+        in-source fragments do; 0 disables it.
+    background
+        Largest constant on-tissue background added (on the 0-1 scale, then the image is
+        rescaled to stay within it); 0 disables it.
+    counts
+        Range ``(lo, hi)`` of the counts at an image's maximum for Poisson resampling
+        (binomial-thinning-like: the image as if acquired with fewer ions), drawn
+        log-uniformly per image; ``(0, 0)`` disables it.
+    hotspots
+        Largest share of tissue pixels set to the image's maximum (isolated hot pixels);
+        0 disables it.
     """
 
     blur_kernel: int = 9
@@ -55,6 +74,11 @@ class AugmentParams:
     noise_reference: float = 0.6
     rotation: float = 0.0
     zero_off_tissue: bool = True
+    gamma: float = 0.0
+    admixture: float = 0.0
+    background: float = 0.0
+    counts: tuple[float, float] = (0.0, 0.0)
+    hotspots: float = 0.0
 
     def __post_init__(self) -> None:
         if self.blur_kernel > 1 and self.blur_kernel % 2 == 0:
@@ -67,6 +91,13 @@ class AugmentParams:
             raise ValueError("brightness and contrast jitter must be in [0, 1)")
         if self.noise_reference <= 0:
             raise ValueError("noise_reference must be positive")
+        lo, hi = self.counts
+        if not (lo == hi == 0 or 0 < lo <= hi):
+            raise ValueError(f"counts must be (0, 0) or a range 0 < lo <= hi, got {(lo, hi)}")
+        if self.gamma < 0 or self.background < 0:
+            raise ValueError("gamma and background must be >= 0")
+        if not 0 <= self.admixture <= 0.5 or not 0 <= self.hotspots < 1:
+            raise ValueError("admixture must be in [0, 0.5] and hotspots in [0, 1)")
 
 
 # The reference's "medium" augmentation, used for SimCLR.
@@ -198,6 +229,7 @@ def augment(
     m = None if mask is None else mask.to(device=x.device, dtype=x.dtype).expand_as(x)
     if params.rotation > 0:
         out, m = _rotate(out, m, params.rotation, generator)
+    out = _msi_nuisances(out, m, params, generator)
     if params.blur_kernel > 1 and params.blur_sigma[1] > 0:
         out = _gaussian_blur(
             out, params.blur_kernel, _uniform(n, params.blur_sigma, out, generator)
@@ -208,6 +240,37 @@ def augment(
     if m is not None and params.zero_off_tissue:
         out = out * (m > 0.5)
     return out
+
+
+def _msi_nuisances(
+    x: torch.Tensor, m: torch.Tensor | None, params: AugmentParams, generator
+) -> torch.Tensor:
+    """What differs between two real ion images of co-localized molecules (see AugmentParams)."""
+    n = x.shape[0]
+    shape = (n, 1, 1, 1)
+    if params.gamma > 0:
+        g = torch.exp(_uniform(n, (-params.gamma, params.gamma), x, generator))
+        x = x.clamp_min(0.0) ** g.view(shape)
+    if params.admixture > 0 and n > 1:
+        # another image of the batch: a random derangement (shift by 1..n-1)
+        shift = int(torch.randint(1, n, (1,), generator=generator, device=x.device))
+        a = _uniform(n, (0.0, params.admixture), x, generator).view(shape)
+        x = (1 - a) * x + a * torch.roll(x, shift, dims=0)
+    if params.background > 0:
+        b = _uniform(n, (0.0, params.background), x, generator).view(shape)
+        on = torch.ones_like(x) if m is None else m
+        x = (x + b * on) / (1 + b)
+    if params.counts[1] > 0:
+        lo, hi = math.log(params.counts[0]), math.log(params.counts[1])
+        c = torch.exp(_uniform(n, (lo, hi), x, generator)).view(shape)
+        peak = x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+        counts = torch.poisson(x.clamp_min(0.0) / peak * c, generator=generator)
+        x = counts / c * peak
+    if params.hotspots > 0:
+        share = _uniform(n, (0.0, params.hotspots), x, generator).view(shape)
+        hot = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < share
+        x = torch.where(hot, x.amax(dim=(1, 2, 3), keepdim=True), x)
+    return x
 
 
 def _uniform(

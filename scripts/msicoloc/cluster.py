@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ def default_eigen_solver() -> str:
 
 
 AFFINITIES = ("local_scaling", "connectivity")
+ASSIGN_LABELS = ("kmeans", "discretize", "cluster_qr")
 
 
 def knn_graph(
@@ -118,6 +120,7 @@ def knn_spectral_clustering(
     normalize: bool = True,
     affinity: str = "local_scaling",
     eigen_solver: str | None = "auto",
+    assign_labels: str = "kmeans",
 ) -> np.ndarray:
     """Cluster feature vectors by spectral clustering of their kNN graph.
 
@@ -139,6 +142,9 @@ def knn_spectral_clustering(
     eigen_solver
         ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; ``"auto"`` (or None) picks
         :func:`default_eigen_solver`.
+    assign_labels
+        How the spectral embedding becomes labels: ``"kmeans"`` (k-means with 10 restarts,
+        Ng-Jordan-Weiss), ``"discretize"`` (Yu-Shi) or ``"cluster_qr"`` (deterministic).
 
     Returns
     -------
@@ -151,11 +157,13 @@ def knn_spectral_clustering(
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values")
     n_neighbors = check_cluster_args(x.shape[0], n_clusters, n_neighbors)
+    if assign_labels not in ASSIGN_LABELS:
+        raise ValueError(f"assign_labels must be one of {ASSIGN_LABELS}, got {assign_labels!r}")
     graph = knn_graph(x, n_neighbors, normalize=normalize, affinity=affinity)
     model = SpectralClustering(
         n_clusters=n_clusters,
         affinity="precomputed",
-        assign_labels="discretize",
+        assign_labels=assign_labels,
         eigen_solver=default_eigen_solver() if eigen_solver in (None, "auto") else eigen_solver,
         random_state=random_state,
     )
@@ -214,3 +222,89 @@ def read_cluster_labels(path, mz: np.ndarray, column: str = "cluster") -> np.nda
     if labels.min() < 0:
         raise InputError(path, "negative cluster ids")
     return labels.astype(np.int64)
+
+
+def knn_agreement(features: np.ndarray, labels: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Share of each item's ``n_neighbors`` nearest neighbours (cosine) in its own cluster.
+
+    A confidence that needs no classifier: 1 where the neighbourhood agrees with the cluster,
+    low for items on a border between clusters.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    k = max(1, min(n_neighbors, len(x) - 1))
+    graph = kneighbors_graph(x, k, mode="connectivity", include_self=False).tocsr()
+    neighbours = graph.indices.reshape(len(x), k)
+    labels = np.asarray(labels)
+    return (labels[neighbours] == labels[:, None]).mean(axis=1)
+
+
+def coassociation(labelings: Sequence[np.ndarray]) -> np.ndarray:
+    """Share of the clusterings that put each pair of items in the same cluster.
+
+    Parameters
+    ----------
+    labelings
+        Clusterings of the same ``n`` items, each ``(n,)`` integer labels.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n, n)``, symmetric, 1 on the diagonal.
+    """
+    if not len(labelings):
+        raise ValueError("coassociation needs at least one clustering")
+    n = len(labelings[0])
+    out = np.zeros((n, n))
+    for labels in labelings:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"every clustering must label the same {n} items")
+        out += labels[:, None] == labels[None, :]
+    return out / len(labelings)
+
+
+def consensus_clustering(
+    labelings: Sequence[np.ndarray],
+    n_clusters: int,
+    *,
+    random_state: int = 0,
+    eigen_solver: str | None = "auto",
+) -> np.ndarray:
+    """One clustering that agrees best with several: spectral clustering of co-association.
+
+    Pairs that most of the clusterings keep together have high affinity, so what they agree on
+    is kept and a split that only one of them makes (a seed's or a representation's
+    idiosyncrasy) is outvoted (evidence accumulation, Fred & Jain 2005).
+
+    Parameters
+    ----------
+    labelings
+        Clusterings of the same items (from several representations and seeds).
+    n_clusters
+        Number of clusters of the consensus.
+    random_state
+        Seed of the eigen solver and the label discretisation.
+    eigen_solver
+        As in :func:`knn_spectral_clustering`.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 labels, cluster 0 the largest.
+    """
+    affinity = coassociation(labelings)
+    check_cluster_args(len(affinity), n_clusters, 1)
+    model = SpectralClustering(
+        n_clusters=n_clusters,
+        affinity="precomputed",
+        assign_labels="discretize",
+        eigen_solver=default_eigen_solver() if eigen_solver in (None, "auto") else eigen_solver,
+        random_state=random_state,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = model.fit_predict(affinity)
+    for w in caught:
+        log.info("consensus clustering: %s", w.message)
+    return relabel_by_size(labels)

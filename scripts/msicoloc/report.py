@@ -34,7 +34,7 @@ OFF_TISSUE = "#d9d9d9"
 #: Colour of ion images without an annotation in the UMAP.
 UNANNOTATED = "#bbbbbb"
 #: The method the report is about (the workflow's answer); see scripts/evaluate.py.
-FINAL_METHOD = "simclr_selflabel"
+FINAL_METHOD = "answer"
 #: Pipeline order of the steps in the wall-time table.
 STEP_ORDER = [
     "convert",

@@ -505,6 +505,7 @@ def simulate_ions(
     mz_range: tuple[float, float] = (150.0, 1000.0),
     isotope_fraction: float = 0.3,
     min_separation_ppm: float = 50.0,
+    class_weights: np.ndarray | None = None,
 ) -> list[Ion]:
     """Draw monoisotopic ions and their isotopes, each class with at least 3 ions.
 
@@ -523,6 +524,9 @@ def simulate_ions(
         0.011 * mz / 14); half of those also get an M+2.
     min_separation_ppm:
         Least distance between any two peaks, isotopes included.
+    class_weights:
+        Relative class sizes (the ions beyond each class's 3 are drawn with these
+        probabilities); None = uniform.
 
     Returns
     -------
@@ -537,11 +541,15 @@ def simulate_ions(
         raise ValueError(f"bad mz_range {mz_range}")
     if not 0 <= isotope_fraction <= 1:
         raise ValueError(f"isotope_fraction must be in [0, 1], not {isotope_fraction}")
-    classes = rng.permutation(
-        np.concatenate(
-            [np.repeat(np.arange(n_classes), 3), rng.integers(0, n_classes, n_ions - 3 * n_classes)]
-        )
-    )
+    n_extra = n_ions - 3 * n_classes
+    if class_weights is None:
+        extra = rng.integers(0, n_classes, n_extra)
+    else:
+        w = np.asarray(class_weights, dtype=float)
+        if w.shape != (n_classes,) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError(f"class_weights must be {n_classes} non-negative numbers")
+        extra = rng.choice(n_classes, n_extra, p=w / w.sum())
+    classes = rng.permutation(np.concatenate([np.repeat(np.arange(n_classes), 3), extra]))
     abundance = 10.0 ** rng.uniform(-1.5, 0.0, n_ions)
     n_isotopes = (rng.random(n_ions) < isotope_fraction) * (1 + (rng.random(n_ions) < 0.5))
     # 13C-driven: M+1 grows with the carbon count (~ mz / 14), M+2 roughly as its square / 2
@@ -605,16 +613,21 @@ def simulate_spectra(
     noise_peaks: tuple[int, int] = (20, 60),
     off_tissue_noise: bool = True,
     background_peaks: int = 4,
+    admixture_max: float | None = None,
+    curves: Literal["power", "mixed"] = "power",
+    tissue_background: float = 0.0,
+    hotspot_fraction: float = 0.0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield one centroided spectrum per canvas pixel, in row-major order.
 
-    An ion's expected image is ``abundance * ((1 - admixture) * P**gamma + admixture * Q)``
-    with P its class pattern, gamma drawn per ion from ``contrast_gamma`` and Q another
-    class's pattern (isotopes share their monoisotopic ion's gamma and Q). The observed
-    intensity is Poisson(expected * counts_scale); a zero count leaves no centroid. The m/z of
-    every centroid is moved by the pixel's calibration drift plus its own jitter. A few
-    chemical background peaks (low, everywhere, on and off tissue, never near an ion) and
-    random noise centroids complete the spectrum. Off-tissue pixels carry no ion signal.
+    An ion's expected image is ``abundance * ((1 - admixture) * f(P)**gamma + admixture * Q)``
+    (times hotspots, plus on-tissue background, when asked for) with P its class pattern, f the
+    identity or a logistic threshold (``curves``), gamma drawn per ion from ``contrast_gamma``
+    and Q another class's pattern (isotopes share their monoisotopic ion's gamma and Q). The
+    observed intensity is Poisson(expected * counts_scale); a zero count leaves no centroid. The
+    m/z of every centroid is moved by the pixel's calibration drift plus its own jitter. A few
+    chemical background peaks (low, everywhere, on and off tissue, never near an ion) and random
+    noise centroids complete the spectrum. Off-tissue pixels carry no ion signal.
 
     Parameters
     ----------
@@ -642,6 +655,20 @@ def simulate_spectra(
         Whether off-tissue pixels get noise centroids too.
     background_peaks:
         Number of chemical background peaks (matrix clusters).
+    admixture_max:
+        When given, every ion family draws its own admixture share from
+        U(``admixture``, ``admixture_max``) instead of all sharing ``admixture``.
+    curves:
+        ``"power"``: the contrast curve is P**gamma; ``"mixed"``: half of the families get
+        a logistic curve instead (a threshold at a random level of the pattern, as
+        ionisation that sets in above some local concentration), then the power.
+    tissue_background:
+        Largest on-tissue background, relative to the ion's peak signal: each family draws a
+        level from U(0, ``tissue_background``) times one smooth field shared by every ion
+        (as matrix or ion-suppression effects that follow the tissue, not the molecule).
+    hotspot_fraction:
+        Share of tissue pixels that are hotspots in each ion's image (drawn per family):
+        their expected intensity is multiplied by 3 to 30.
 
     Yields
     ------
@@ -661,6 +688,12 @@ def simulate_spectra(
         raise ValueError(f"bad noise_peaks {noise_peaks}")
     if not 0 <= admixture <= 1:
         raise ValueError(f"admixture must be in [0, 1], not {admixture}")
+    if admixture_max is not None and not admixture <= admixture_max <= 1:
+        raise ValueError(f"admixture_max must be in [admixture, 1], not {admixture_max}")
+    if curves not in ("power", "mixed"):
+        raise ValueError(f"curves must be 'power' or 'mixed', not {curves!r}")
+    if tissue_background < 0 or not 0 <= hotspot_fraction < 1:
+        raise ValueError("tissue_background must be >= 0 and hotspot_fraction in [0, 1)")
 
     # The draws happen in a nested generator, so that the arguments above are checked
     # when simulate_spectra is called, not at the first next().
@@ -677,6 +710,29 @@ def simulate_spectra(
         mixed = (own + np.array([other[f] for f in family])) % n_classes
         gammas = np.array([gamma[f] for f in family])[:, None]
         scale = np.array([ion.abundance for ion in ions])[:, None] * counts_scale
+        # The nuisances below draw from rng only when switched on, so that data sets made
+        # without them (the demo) stay byte for byte as they were.
+        fam_index = np.searchsorted(families, family)
+        n_fam = len(families)
+        share = np.full((len(ions), 1), admixture)
+        if admixture_max is not None:
+            share = rng.uniform(admixture, admixture_max, n_fam)[fam_index, None]
+        logistic = None
+        if curves == "mixed":
+            use = rng.random(n_fam) < 0.5
+            centre, slope = rng.uniform(0.2, 0.7, n_fam), rng.uniform(0.05, 0.15, n_fam)
+            logistic = (use[fam_index, None], centre[fam_index, None], slope[fam_index, None])
+        field = None
+        if tissue_background > 0:
+            raw = ndimage.gaussian_filter(rng.standard_normal(mask.shape), max(mask.shape) / 8)
+            raw = (raw - raw[mask].min()) / max(np.ptp(raw[mask]), 1e-12)
+            field = (0.5 + 0.5 * raw) * mask
+            bg_level = rng.uniform(0, tissue_background, n_fam)[fam_index, None]
+        boost = None
+        if hotspot_fraction > 0:
+            boost = np.ones((n_fam, height, width))
+            hot = (rng.random((n_fam, height, width)) < hotspot_fraction) & mask
+            boost[hot] = rng.uniform(3.0, 30.0, int(hot.sum()))
 
         bg_mz = _background_mz(ion_mz, background_peaks, mz_lo, mz_hi, rng)
         bg_counts = rng.uniform(0.5, 3.0, bg_mz.size)[:, None]
@@ -684,7 +740,18 @@ def simulate_spectra(
 
         for y in range(height):
             row = patterns[:, y, :].astype(np.float64)  # (n_classes, width)
-            expected = scale * ((1 - admixture) * row[own] ** gammas + admixture * row[mixed])
+            curve = row[own]
+            if logistic is not None:
+                use, centre, slope = logistic
+                lo, hi = _sigmoid(-centre / slope), _sigmoid((1 - centre) / slope)
+                thresholded = (_sigmoid((curve - centre) / slope) - lo) / (hi - lo)
+                curve = np.where(use, thresholded, curve)
+            level = (1 - share) * curve**gammas + share * row[mixed]
+            if field is not None:
+                level = level + bg_level * field[y]
+            if boost is not None:
+                level = level * boost[fam_index, y, :]
+            expected = scale * level
             expected = np.vstack([expected, np.broadcast_to(bg_counts, (bg_mz.size, width))])
             counts = rng.poisson(expected.T)  # (width, n_peaks): pixel-major
             pix, peak = np.nonzero(counts)

@@ -24,6 +24,7 @@ from msicoloc.augment import SIMCLR, STRONG, WEAK, AugmentParams, augment, fit_m
 from msicoloc.images import read_ion_images  # noqa: F401  (re-exported for the steps)
 from msicoloc.models import (
     ClusterClassifier,
+    ConvAutoencoder,
     ProjectionHead,
     build_encoder,
     feature_dim,
@@ -463,6 +464,116 @@ def embed(
         feats = _forward_all(encoder, x_all, input_channels(encoder), batch_size, False)
         encoder.to(was_device)
     return feats.float().cpu().numpy()
+
+
+def train_autoencoder(
+    images: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    image_size: int,
+    latent_dim: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Train a convolutional autoencoder on the ion images; return their bottleneck features.
+
+    The loss is the mean squared reconstruction error on tissue pixels of the images fitted
+    into squares (each scaled to a maximum of 1 first, so that faint ions count as much as
+    bright ones). Adam with cosine-annealed learning rate.
+
+    Parameters
+    ----------
+    images, mask
+        ``(n, H, W)`` ion images and the ``(H, W)`` tissue mask (or None).
+    image_size
+        Side of the squares (a multiple of 8).
+    latent_dim
+        Width of the bottleneck.
+    epochs, batch_size, lr
+        Optimisation.
+    seed
+        Seeds the initial weights and the batch order.
+    device, threads
+        Where to run; CPU threads for torch.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n, latent_dim)``.
+    """
+    dev = resolve_device(device)
+    with reproducible(seed, threads, dev) as gen:
+        x_all, m = _to_device(images, mask, image_size, dev)
+        peak = x_all.amax(dim=(1, 2, 3), keepdim=True)
+        x_all = x_all / torch.where(peak > 0, peak, torch.ones_like(peak))
+        model = ConvAutoencoder(image_size, latent_dim).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        steps = max(1, epochs * len(_batches(len(x_all), batch_size, gen, dev)))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        weight = m.float() / m.float().mean().clamp_min(1e-6)
+        for epoch in range(epochs):
+            model.train()
+            total = 0.0
+            batches = _batches(len(x_all), batch_size, gen, dev)
+            for idx in batches:
+                x = x_all[idx]
+                loss = (((model(x) - x) ** 2) * weight).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += loss.item()
+            if epoch % 10 == 0 or epoch == epochs - 1:
+                log.info("autoencoder epoch %d: loss %.5f", epoch, total / len(batches))
+        model.eval()
+        with torch.no_grad():
+            feats = torch.cat([model.encode(x_all[i : i + 256]) for i in range(0, len(x_all), 256)])
+    return feats.float().cpu().numpy()
+
+
+def imagenet_features(
+    images: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    encoder_name: str,
+    weights: str,
+    image_size: int,
+    batch_size: int = 64,
+    device: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Pooled features of an ImageNet-pretrained CNN, without any training on the ion images.
+
+    The transfer-learning baseline (Zhang et al. 2021; the paper's "pretrained + SC"): gray
+    images copied to RGB, ImageNet normalisation, global-average-pooled last feature map.
+
+    Parameters
+    ----------
+    images, mask
+        ``(n, H, W)`` ion images and the ``(H, W)`` tissue mask (or None).
+    encoder_name
+        timm name of the network the weights belong to.
+    weights
+        Local weights file (a state dict, also of another implementation of the same network).
+    image_size
+        Side of the squares fed to the network.
+    batch_size, device, threads
+        Execution only.
+    """
+    encoder = build_encoder(encoder_name, in_chans=3, pretrained=weights)
+    return embed(
+        encoder,
+        images,
+        mask,
+        image_size=image_size,
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,232 @@
+"""Quality suite: every method on several semi-real data sets, over several workflow seeds.
+
+One data set is one question a user's data could ask. The suite varies what makes
+co-localization hard, so that no single benchmark can be tuned to:
+
+* **pattern sources**: real ion images of a glioblastoma section, the 13 real class images of
+  the paper's mouse uterus benchmark (``../shared/data``), and procedurally drawn tissue;
+* **class geometry**: classes picked as far apart as possible, or close (pairwise pattern
+  correlation up to 0.8, or blends of two patterns); class sizes from 3 to dozens;
+* **image size and shape**: 40 x 40 to 288 x 288 pixels, aspect ratios up to 1:3;
+* **nuisances** from easy to brutal (see ``NUISANCE``): non-linear contrast curves (power and
+  logistic threshold), on-tissue background up to the signal's own level, admixture of another
+  pattern up to half, hotspot pixels, Poisson counts down to a few per pixel, isotopes, m/z
+  jitter, calibration drift, noise peaks and matrix peaks.
+
+Every data set is written as a processed imzML with its annotations; the workflow then runs on
+it as a user runs it (``snakemake``, the default config plus ``--configfile`` extras), once
+per workflow seed, and every method's Hungarian accuracy is read from ``metrics.json``. The
+table shows mean +- standard deviation over the seeds, then one line per data set: does the
+workflow's final answer beat the best classical method, and by how much.
+
+Run:  python bench/quality.py [--seeds 0 1 2] [--datasets glio_far uterus] [--cores 2]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from msicoloc.synth import make_patterns, simulate_ions, simulate_spectra, write_imzml
+
+#: simulate_spectra settings per nuisance level. counts: expected counts of the most abundant
+#: ion at its pattern's maximum (abundances spread over 1.5 decades below it).
+NUISANCE = {
+    "easy": dict(
+        counts_scale=100.0,
+        contrast_gamma=(0.7, 1.5),
+        admixture=0.0,
+        admixture_max=0.15,
+        curves="power",
+        tissue_background=0.1,
+        hotspot_fraction=0.0,
+    ),
+    "medium": dict(
+        counts_scale=40.0,
+        contrast_gamma=(0.5, 2.0),
+        admixture=0.0,
+        admixture_max=0.3,
+        curves="mixed",
+        tissue_background=0.3,
+        hotspot_fraction=0.002,
+    ),
+    "strong": dict(
+        counts_scale=20.0,
+        contrast_gamma=(0.4, 2.5),
+        admixture=0.1,
+        admixture_max=0.4,
+        curves="mixed",
+        tissue_background=0.6,
+        hotspot_fraction=0.005,
+    ),
+    "brutal": dict(
+        counts_scale=10.0,
+        contrast_gamma=(0.33, 3.0),
+        admixture=0.2,
+        admixture_max=0.5,
+        curves="mixed",
+        tissue_background=1.0,
+        hotspot_fraction=0.01,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One suite data set."""
+
+    source: str  # glioblastoma | uterus | procedural
+    classes: int
+    ions: int  # monoisotopic ions (isotopes come on top)
+    shape: tuple[int, int] | None  # canvas (height, width); None = the source's own
+    nuisance: str
+    pick: str = "far"  # far | close: how classes are picked from a real source
+    seed: int = 0  # of the data (patterns, ions, spectra)
+
+
+SUITE = {
+    "glio_far": Spec("glioblastoma", 10, 130, None, "medium", "far"),
+    "glio_close": Spec("glioblastoma", 12, 150, (100, 300), "strong", "close", seed=1),
+    "uterus": Spec("uterus", 13, 160, None, "medium", seed=2),
+    "uterus_brutal": Spec("uterus", 13, 160, (288, 288), "brutal", seed=3),
+    "proc_small": Spec("procedural", 6, 80, (40, 40), "easy", seed=4),
+    "proc_close": Spec("procedural", 10, 130, (60, 180), "strong", "close", seed=5),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Class patterns
+
+
+def load_png_stack(folder: Path, order=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Grey values (n, H, W) in [0, 1] and the tissue mask (alpha channel) of PNG images."""
+    files = sorted(folder.glob("*.png"), key=order)
+    if not files:
+        raise SystemExit(f"no PNG images in {folder}: the suite needs ../shared/data")
+    rgba = np.stack([np.asarray(Image.open(f).convert("RGBA")) for f in files])
+    mask = rgba[0, :, :, 3] > 0
+    return rgba[..., 0].astype(np.float32) / 255.0 * mask, mask, [f.stem for f in files]
+
+
+def denoise(stack: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur inside the mask (normalised convolution: no bleeding of the background)."""
+    m = mask.astype(np.float32)
+    num = ndimage.gaussian_filter(stack * m, (0, sigma, sigma))
+    den = ndimage.gaussian_filter(m, sigma)
+    return np.where(mask, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+
+
+def _corr_matrix(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x @ x.T
+
+
+def pick_classes(smooth: np.ndarray, raw: np.ndarray, mask: np.ndarray, k: int, how: str):
+    """Indices of ``k`` structured images: far apart (greedy max-min correlation) or close.
+
+    Structure = the share of an image's variance that survives the blur; an image that is mostly
+    pixel noise would make a class no method could see. ``close`` alternates a far pick with the
+    candidate most similar to a chosen one while below 0.8 correlation with all of them.
+    """
+    s, r = smooth[:, mask], raw[:, mask]
+    structure = s.var(axis=1) / np.maximum(r.var(axis=1), 1e-12)
+    usable = np.flatnonzero((structure > np.quantile(structure, 0.5)) & (s.max(axis=1) > 0.05))
+    corr = _corr_matrix(s[usable])
+    chosen = [int(np.argmax(structure[usable]))]
+    while len(chosen) < k:
+        worst = corr[:, chosen].max(axis=1)
+        worst[chosen] = np.inf
+        near = np.where(worst <= 0.8, worst, -np.inf)
+        if how == "close" and len(chosen) % 2 == 1 and np.isfinite(near).any():
+            chosen.append(int(np.argmax(near)))
+        else:
+            chosen.append(int(np.argmin(worst)))
+    return [int(usable[i]) for i in chosen]
+
+
+def blend_close(patterns: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blend every second class's pattern with the previous class's (correlation ~0.6-0.8)."""
+    out = patterns.copy()
+    for c in range(1, len(out), 2):
+        w = rng.uniform(0.35, 0.5)
+        out[c] = (1 - w) * patterns[c] + w * patterns[c - 1]
+        out[c] /= max(out[c].max(), 1e-12)
+    return out * mask
+
+
+def class_patterns(spec: Spec, rng: np.random.Generator):
+    """Patterns (k, H, W) in [0, 1], tissue mask and per-class weights (relative sizes)."""
+    if spec.source == "procedural":
+        h, w = spec.shape
+        patterns, mask = make_patterns(h, w, spec.classes, rng)
+        if spec.pick == "close":
+            patterns = blend_close(patterns, mask, rng)
+        return patterns, mask, 10.0 ** rng.uniform(-1, 0.4, spec.classes)
+    if spec.source == "glioblastoma":
+        stack, mask, _ = load_png_stack(SHARED / "glioblastoma", order=lambda p: float(p.stem))
+        smooth = denoise(stack, mask, sigma=1.5)
+        patterns = smooth[pick_classes(smooth, stack, mask, spec.classes, spec.pick)]
+        weights = 10.0 ** rng.uniform(-1, 0.4, spec.classes)
+    elif spec.source == "uterus":
+        patterns, mask, _ = load_png_stack(SHARED / "uterus")
+        table = pd.read_csv(SHARED / "uterus" / "mass_list.tsv", sep="\t", comment="#", header=None)
+        weights = np.bincount(table[2].to_numpy(int), minlength=len(patterns)).astype(float)
+    else:
+        raise ValueError(f"unknown pattern source {spec.source!r}")
+    patterns = patterns / np.maximum(patterns.max(axis=(1, 2), keepdims=True), 1e-12)
+    if spec.shape is not None and spec.shape != mask.shape:
+        zoom = np.array(spec.shape) / np.array(mask.shape)
+        mask = ndimage.zoom(mask.astype(np.float32), zoom, order=1) > 0.5
+        patterns = np.stack([ndimage.zoom(p, zoom, order=1) for p in patterns])
+        patterns = np.clip(patterns, 0, 1) * mask
+    return patterns.astype(np.float32), mask, weights
+
+
+def write_dataset(name: str, spec: Spec, folder: Path) -> tuple[Path, Path, dict]:
+    """Write ``name``.imzML/.ibd and its annotations; return the paths and a summary."""
+    imzml, ann = folder / f"{name}.imzML", folder / f"{name}_annotations.tsv"
+    streams = np.random.SeedSequence(spec.seed).spawn(3)
+    rng_pat, rng_ions, rng_spec = (np.random.default_rng(s) for s in streams)
+    patterns, mask, weights = class_patterns(spec, rng_pat)
+    corr = _corr_matrix(patterns[:, mask])
+    np.fill_diagonal(corr, np.nan)
+    ions = simulate_ions(spec.classes, spec.ions, rng_ions, class_weights=weights)
+    summary = {
+        "source": spec.source,
+        "canvas": f"{mask.shape[0]}x{mask.shape[1]}",
+        "tissue_px": int(mask.sum()),
+        "classes": spec.classes,
+        "ions": len(ions),
+        "class_sizes": f"{min(np.bincount([i.pattern for i in ions]))}-"
+        f"{max(np.bincount([i.pattern for i in ions]))}",
+        "max_pattern_corr": round(float(np.nanmax(corr)), 2),
+        "nuisance": spec.nuisance,
+    }
+    if imzml.is_file() and ann.is_file():
+        return imzml, ann, summary
+    spectra = simulate_spectra(ions, patterns, mask, rng_spec, **NUISANCE[spec.nuisance])
+    # as in the real acquisitions the patterns come from, only the tissue pixels are measured
+    rows, cols = np.nonzero(mask)
+    measured = mask.ravel()
+    write_imzml(
+        imzml,
+        np.column_stack([cols + 1, rows + 1]),
+        (s for s, keep in zip(spectra, measured, strict=True) if keep),
+        pixel_size_um=50.0,
+        polarity="positive",
+    )
+    with open(ann, "w") as f:
+        f.write("mz\tlabel\n")
+        f.writelines(f"{i.mz:.6f}\t{i.label}\n" for i in ions)
+    return imzml, ann, summary
