@@ -24,6 +24,9 @@ Run:  python bench/quality.py [--seeds 0 1 2] [--datasets glio_far uterus] [--co
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,3 +233,115 @@ def write_dataset(name: str, spec: Spec, folder: Path) -> tuple[Path, Path, dict
         f.write("mz\tlabel\n")
         f.writelines(f"{i.mz:.6f}\t{i.label}\n" for i in ions)
     return imzml, ann, summary
+
+
+# --------------------------------------------------------------------------------------------
+# Running the workflow and scoring
+
+
+def run_workflow(names: list[str], seed: int, folder: Path, extra: list[str], cores: str):
+    """Run the workflow up to metrics.json for every data set, with one workflow seed."""
+    sheet = folder / f"suite_seed{seed}.tsv"
+    rows = ["dataset\timzml\tannotations\tn_clusters"]
+    for name in names:
+        run = f"q_{name}_s{seed}"
+        rows.append(
+            f"{run}\t{folder / name}.imzML\t{folder / name}_annotations.tsv\t{SUITE[name].classes}"
+        )
+    sheet.write_text("\n".join(rows) + "\n")
+    cfg = folder / f"suite_seed{seed}.yaml"
+    cfg.write_text(f"datasets: {sheet}\nseed: {seed}\n")
+    targets = [f"results/q_{name}_s{seed}/metrics.json" for name in names]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--configfile", *extra, str(cfg)]
+    subprocess.run([*cmd, "--", *targets], check=True, cwd=ROOT)
+    return {
+        name: json.loads((ROOT / t).read_text()) for name, t in zip(names, targets, strict=True)
+    }
+
+
+def score_table(runs: dict[int, dict[str, dict]], score: str = "hungarian_accuracy"):
+    """Long table: data set, method, seed, score."""
+    rows = []
+    for seed, per_set in runs.items():
+        for name, metrics in per_set.items():
+            for method, row in metrics["methods"].items():
+                rows.append((name, method, seed, row.get(score, np.nan)))
+    return pd.DataFrame(rows, columns=["dataset", "method", "seed", "score"])
+
+
+def verdict(long: pd.DataFrame, answer_source: str, classical: list[str]) -> list[str]:
+    """The issue's bar, in words: the answer against the best other method (the reference)."""
+    mean = long.groupby(["dataset", "method"])["score"].mean().unstack()
+    spread = long.groupby(["dataset", "method"])["score"].std(ddof=0).unstack()
+    others = [m for m in mean.columns if m not in ("answer", answer_source)]
+    reference = mean[others].mean().idxmax()
+    lines = [
+        f"reference (best mean of the other methods over the suite): {reference} "
+        f"{mean[reference].mean():.3f}; answer {mean['answer'].mean():.3f}"
+    ]
+    best_classical = mean[[c for c in classical if c in mean and c != answer_source]]
+    for name in mean.index:
+        gap = mean.loc[name, "answer"] - mean.loc[name, reference]
+        top = best_classical.loc[name].idxmax()
+        lines.append(
+            f"{name}: answer {mean.loc[name, 'answer']:.3f} +- {spread.loc[name, 'answer']:.3f}"
+            f" vs reference {mean.loc[name, reference]:.3f} ({gap:+.3f}); best classical "
+            f"{top} {best_classical.loc[name, top]:.3f} -> "
+            + (
+                "beats it"
+                if mean.loc[name, "answer"] > best_classical.loc[name, top]
+                else "does not beat it"
+            )
+            + f" by {mean.loc[name, 'answer'] - best_classical.loc[name, top]:+.3f}"
+        )
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=list(SUITE), choices=list(SUITE))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / "work" / "quality")
+    ap.add_argument("--cores", default="2")
+    ap.add_argument(
+        "--configfile", action="append", default=[], help="extra config files (e.g. a preset)"
+    )
+    ap.add_argument("--no-run", action="store_true", help="only write the data sets")
+    args = ap.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for name in args.datasets:
+        summaries[name] = write_dataset(name, SUITE[name], args.workdir)[2]
+    print(pd.DataFrame(summaries).T.to_string())
+    if args.no_run:
+        return
+    extra = [str(Path(c).resolve()) for c in args.configfile]
+    runs = {s: run_workflow(args.datasets, s, args.workdir, extra, args.cores) for s in args.seeds}
+    long = score_table(runs)
+    long.to_csv(args.workdir / "scores.tsv", sep="\t", index=False)
+    mean = long.groupby(["dataset", "method"])["score"].mean().unstack()
+    spread = long.groupby(["dataset", "method"])["score"].std(ddof=0).unstack()
+    first = next(iter(next(iter(runs.values())).values()))
+    order = [m for m in first["methods"] if m in mean.columns]
+    cells = mean[order].map("{:.3f}".format) + " +- " + spread[order].map("{:.3f}".format)
+    cells.loc["mean"] = (
+        mean[order].mean().map("{:.3f}".format)
+        + " +- "
+        + (
+            long.groupby(["method", "seed"])["score"]
+            .mean()
+            .unstack()
+            .std(axis=1, ddof=0)[order]
+            .map("{:.3f}".format)
+        )
+    )
+    print(f"\nHungarian accuracy, mean +- std over workflow seeds {args.seeds}")
+    print(cells.T.to_string())
+    from msicoloc.evaluate import CLASSICAL_METHODS
+
+    print()
+    print("\n".join(verdict(long, first["answer_method"], list(CLASSICAL_METHODS))))
+
+
+if __name__ == "__main__":
+    main()
