@@ -148,3 +148,82 @@ def test_augment_on_cuda():
     out = augment(x.cuda(), mask.cuda(), STRONG, torch.Generator("cuda").manual_seed(0))
     assert out.is_cuda and out.min() >= 0 and out.max() <= 1
     assert torch.all(out[..., :5, :] == 0)
+
+
+# --- MSI nuisances ----------------------------------------------------------------------------
+
+MSI = AugmentParams(
+    blur_kernel=0,
+    brightness=0.0,
+    contrast=0.0,
+    noise_sigma=(0.0, 0.0),
+    gamma=0.7,
+    admixture=0.3,
+    background=0.5,
+    counts=(3.0, 100.0),
+    hotspots=0.02,
+)
+
+
+def msi_batch(n=8, side=24):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(n, 1, side, side, generator=g)
+    m = torch.ones(1, 1, side, side, dtype=torch.bool)
+    m[..., :5] = False
+    return x * m, m
+
+
+def test_msi_nuisances_keep_shape_range_mask_and_are_seeded():
+    x, m = msi_batch()
+    a = augment(x, m, MSI, torch.Generator().manual_seed(0))
+    b = augment(x, m, MSI, torch.Generator().manual_seed(0))
+    c = augment(x, m, MSI, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert float(a.min()) >= 0 and float(a.max()) <= 1 and float(a[..., :5].abs().max()) == 0
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def plain(**kw):
+    base = dict(blur_kernel=0, brightness=0.0, contrast=0.0, noise_sigma=(0.0, 0.0))
+    return AugmentParams(**{**base, **kw})
+
+
+def test_contrast_curve_keeps_the_order_of_pixels():
+    x, m = msi_batch()
+    y = augment(x, m, plain(gamma=1.0), torch.Generator().manual_seed(0))
+    on = m.expand_as(x)
+    for i in range(len(x)):
+        a, b = x[i][on[i]], y[i][on[i]]
+        assert torch.equal(torch.argsort(a, stable=True), torch.argsort(b, stable=True))
+
+
+def test_admixture_and_background_mix_within_bounds():
+    x, m = msi_batch()
+    y = augment(x, m, plain(admixture=0.2), torch.Generator().manual_seed(0))
+    # every output pixel lies between the image's own value and another image's
+    lo, hi = x.amin(dim=0, keepdim=True), x.amax(dim=0, keepdim=True)
+    assert torch.all(y >= lo - 1e-6) and torch.all(y <= hi + 1e-6)
+    z = augment(torch.zeros_like(x), m, plain(background=0.5), torch.Generator().manual_seed(0))
+    on = z[m.expand_as(z)].view(len(x), -1)
+    # a constant on-tissue level, the same for every tissue pixel of an image, 0 off tissue
+    assert torch.all(on.amax(dim=1) == on.amin(dim=1)) and float(on.max()) <= 0.5 / 1.5 + 1e-6
+
+
+def test_counting_noise_is_unbiased_and_hotspots_hit_the_maximum():
+    x = torch.full((64, 1, 16, 16), 0.5)
+    x[:, :, 0, 0] = 1.0  # the image maximum sets the count scale
+    y = augment(x, None, plain(counts=(50.0, 50.0)), torch.Generator().manual_seed(0))
+    assert abs(float(y[:, :, 1:, 1:].mean()) - 0.5) < 0.01 and float(y.std()) > 0.05
+    h = augment(x, None, plain(hotspots=0.5), torch.Generator().manual_seed(0))
+    share = float((h[:, :, 1:, 1:] == 1.0).float().mean())
+    assert 0.15 < share < 0.35  # a share drawn from U(0, 0.5) per image: 0.25 on average
+
+
+def test_msi_nuisances_are_off_by_default_and_validated():
+    x, m = msi_batch()
+    off = plain()
+    assert torch.equal(augment(x, m, off, torch.Generator().manual_seed(0)), x)
+    with pytest.raises(ValueError):
+        AugmentParams(counts=(0.0, 5.0))
+    with pytest.raises(ValueError):
+        AugmentParams(admixture=0.8)

@@ -37,3 +37,96 @@ def test_cosine_and_neighbours():
     assert s[0, 1] == pytest.approx(1.0) and s[0, 2] == 0.0 and s[3, 0] == 0.0
     idx, sim = nearest_neighbours(s, 1)
     assert idx[0, 0] == 1 and idx[1, 0] == 0 and sim[0, 0] == pytest.approx(1.0)
+
+
+# --- the correlation family, against numpy/scipy references --------------------------------
+
+from scipy import stats  # noqa: E402
+
+from msicoloc.baselines import (  # noqa: E402
+    CLASSICAL,
+    nmf_vectors,
+    pca_vectors,
+    pearson_vectors,
+    representation,
+    smooth_on_tissue,
+    spearman_vectors,
+)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(1)
+    stack = rng.gamma(2.0, 1.0, (6, 12, 10)).astype(np.float32)
+    mask = np.zeros((12, 10), bool)
+    mask[2:11, 1:9] = True
+    return stack * mask, mask
+
+
+def test_pearson_vectors_cosine_is_pearson_correlation(images):
+    stack, mask = images
+    got = cosine_similarity(pearson_vectors(stack, mask))
+    np.testing.assert_allclose(got, np.corrcoef(stack[:, mask]), atol=1e-5)
+
+
+def test_spearman_vectors_cosine_is_spearman_correlation(images):
+    stack, mask = images
+    stack[0, 3, 3] = stack[0, 4, 4]  # a tie: mean ranks, as scipy
+    got = cosine_similarity(spearman_vectors(stack, mask))
+    np.testing.assert_allclose(got, stats.spearmanr(stack[:, mask], axis=1)[0], atol=1e-5)
+
+
+def test_spearman_is_blind_to_monotone_contrast_and_pearson_to_offsets(images):
+    stack, mask = images
+    curved = np.where(mask, stack**3 + 0.5 * np.exp(stack), 0)
+    np.testing.assert_allclose(spearman_vectors(curved, mask), spearman_vectors(stack, mask))
+    shifted = np.where(mask, 2.0 * stack + 7.0, 0)
+    np.testing.assert_allclose(
+        cosine_similarity(pearson_vectors(shifted, mask)),
+        cosine_similarity(pearson_vectors(stack, mask)),
+        atol=1e-5,
+    )
+
+
+def test_smoothing_on_tissue_ignores_off_tissue_values(images):
+    stack, mask = images
+    polluted = stack.copy()
+    polluted[:, ~mask] = 1000.0  # whatever lies off tissue must not bleed in
+    np.testing.assert_allclose(
+        smooth_on_tissue(polluted, mask, 1.0), smooth_on_tissue(stack, mask, 1.0), rtol=1e-5
+    )
+    flat = np.where(mask, 3.0, 0.0)[None].astype(np.float32)
+    # a constant image stays constant up to the tissue edge (no dark rim)
+    np.testing.assert_allclose(smooth_on_tissue(flat, mask, 2.0)[0][mask], 3.0, rtol=1e-5)
+    assert np.all(smooth_on_tissue(stack, mask, 1.0)[:, ~mask] == 0)
+    np.testing.assert_array_equal(smooth_on_tissue(stack, mask, 0.0), stack)
+
+
+def test_pca_and_nmf_vectors_shapes_and_seeded_reproducibility(images):
+    stack, mask = images
+    for fn in (pca_vectors, nmf_vectors):
+        a, b = fn(stack, mask, 3, 0), fn(stack, mask, 3, 0)
+        assert a.shape == (6, 3) and np.isfinite(a).all()
+        np.testing.assert_array_equal(a, b)
+    assert np.all(nmf_vectors(stack, mask, 3, 0) >= 0)
+    # more components than images: clipped, not an error
+    assert pca_vectors(stack, mask, 50, 0).shape[1] <= 5
+
+
+def test_pca_groups_images_of_one_pattern():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:20, 0:20]
+    a, b = np.exp(-((yy - 5) ** 2 + (xx - 5) ** 2) / 20), np.exp(-((yy - 15) ** 2) / 20)
+    stack = np.stack([p * s + rng.random((20, 20)) * 0.05 for p in (a, b) for s in (1, 2, 3)])
+    mask = np.ones((20, 20), bool)
+    sim = cosine_similarity(pca_vectors(stack, mask, 2, 0))
+    assert sim[0, 1] > 0.9 and sim[0, 2] > 0.9 and sim[0, 3] < 0.2
+
+
+def test_representation_knows_every_classical_method(images):
+    stack, mask = images
+    settings = {"smooth_sigma": 1.0, "pca_components": 3, "nmf_components": 3}
+    for name in CLASSICAL:
+        assert representation(name, stack, mask, settings, 0).shape[0] == 6
+    with pytest.raises(ValueError, match="unknown classical method"):
+        representation("nope", stack, mask, settings, 0)

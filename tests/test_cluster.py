@@ -105,3 +105,43 @@ def test_relabel_by_size():
     # ties: the cluster seen first gets the smaller id
     assert relabel_by_size(np.array([5, 3, 3, 5, 9])).tolist() == [0, 1, 1, 0, 2]
     assert relabel_by_size(np.array([7])).tolist() == [0]
+
+
+# --- consensus, neighbourhood agreement -----------------------------------------------------
+
+from msicoloc.cluster import coassociation, consensus_clustering, knn_agreement  # noqa: E402
+
+
+def test_coassociation_counts_shared_clusters():
+    a, b = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
+    c = coassociation([a, b])
+    assert c[0, 1] == 0.5 and c[2, 3] == 1.0 and c[0, 3] == 0.0 and np.all(np.diag(c) == 1)
+    with pytest.raises(ValueError):
+        coassociation([a, np.array([0, 1])])
+
+
+def test_consensus_outvotes_one_dissenting_clustering():
+    truth = np.repeat([0, 1, 2], 10)
+    rng = np.random.default_rng(0)
+    noisy = truth.copy()
+    noisy[rng.choice(30, 8, replace=False)] = rng.integers(0, 3, 8)
+    labels = consensus_clustering([truth, truth, noisy], 3, random_state=0)
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+@pytest.mark.parametrize("assign", ["kmeans", "discretize", "cluster_qr"])
+def test_every_label_assignment_recovers_blobs(assign):
+    x, y = blobs()
+    labels = knn_spectral_clustering(x, 4, random_state=0, assign_labels=assign)
+    assert adjusted_rand_score(y, labels) > 0.95
+    with pytest.raises(ValueError, match="assign_labels"):
+        knn_spectral_clustering(x, 4, assign_labels="nope")
+
+
+def test_knn_agreement_is_high_inside_and_low_across_clusters():
+    x, y = blobs()
+    agree = knn_agreement(x, y, 5)
+    assert agree.shape == (len(y),) and agree.min() >= 0 and agree.max() <= 1
+    assert agree.mean() > 0.95
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert knn_agreement(x, shuffled, 5).mean() < 0.5

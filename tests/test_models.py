@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -207,3 +208,56 @@ def test_coord_channels_make_the_encoder_see_position():
         f = enc(x)
     assert f.shape == (2, 512)
     assert not torch.allclose(f[0], f[1], atol=1e-4)
+
+
+# --- the deep baselines: convolutional autoencoder, ImageNet features ------------------------
+
+from msicoloc.models import ConvAutoencoder, installed_imagenet_weights  # noqa: E402
+from msicoloc.train import imagenet_features, train_autoencoder  # noqa: E402
+
+
+def test_autoencoder_shapes_and_size_check():
+    model = ConvAutoencoder(32, 16)
+    x = torch.rand(3, 1, 32, 32)
+    assert model(x).shape == x.shape and model.encode(x).shape == (3, 16)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ConvAutoencoder(30, 16)
+
+
+def test_autoencoder_learns_and_is_seeded():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:20, 0:20]
+    a, b = np.exp(-((yy - 5) ** 2 + (xx - 5) ** 2) / 10), np.exp(-((xx - 15) ** 2) / 10)
+    stack = np.stack([p + rng.random((20, 20)) * 0.05 for p in (a, b) for _ in range(8)])
+    kw = dict(image_size=16, latent_dim=8, epochs=40, batch_size=8, lr=3e-3, device="cpu")
+    f1 = train_autoencoder(stack, None, seed=0, threads=1, **kw)
+    f2 = train_autoencoder(stack, None, seed=0, threads=1, **kw)
+    assert f1.shape == (16, 8) and np.array_equal(f1, f2)
+    f = f1 / np.linalg.norm(f1, axis=1, keepdims=True)
+    sim = f @ f.T
+    within = (sim[:8, :8].mean() + sim[8:, 8:].mean()) / 2
+    assert within > sim[:8, 8:].mean()  # images of one pattern sit together
+
+
+def test_imagenet_features_load_a_weights_file(tmp_path):
+    # a state dict of the same network (here random, saved like a downloaded file)
+    torch.manual_seed(0)
+    path = tmp_path / "lite0.pt"
+    torch.save(build_encoder("efficientnet_lite0", in_chans=3).state_dict(), path)
+    stack = np.random.default_rng(0).random((4, 12, 12)).astype(np.float32)
+    feats = imagenet_features(
+        stack, None, encoder_name="efficientnet_lite0", weights=str(path), image_size=32
+    )
+    again = imagenet_features(
+        stack, None, encoder_name="efficientnet_lite0", weights=str(path), image_size=32
+    )
+    assert feats.shape == (4, 1280) and np.array_equal(feats, again)
+
+
+@pytest.mark.skipif(installed_imagenet_weights() is None, reason="no offline ImageNet weights")
+def test_installed_imagenet_weights_fit_timm_efficientnet_lite0():
+    encoder = build_encoder(
+        "efficientnet_lite0", in_chans=3, pretrained=installed_imagenet_weights()
+    )
+    # ImageNet batch-norm statistics, not the fresh ones (mean 0, var 1)
+    assert not torch.allclose(encoder.bn1.running_var, torch.ones_like(encoder.bn1.running_var))

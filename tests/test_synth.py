@@ -349,3 +349,62 @@ def test_demo_script_writes_the_demo(tmp_path):
     assert 150 <= n_ions <= 400
     p = ImzMLParser(str(tmp_path / "demo.imzML"))
     assert len(p.coordinates) == synth.DEMO_SIZE["height"] * synth.DEMO_SIZE["width"]
+
+
+def _ion_images(ions, spectra, size):
+    ion_mz = np.array([ion.mz for ion in ions])
+    images = np.zeros((len(ions), size))
+    for p, (mz, intensity) in enumerate(spectra):
+        if mz.size:
+            near, _ = _nearest_ion(mz, ion_mz)
+            images[near, p] += intensity
+    return images
+
+
+def test_nuisances_make_images_harder_in_the_ways_they_claim(world):
+    ions, patterns, mask = world
+    on = mask.ravel()
+    quiet = {"noise_peaks": (0, 0), "background_peaks": 0, "counts_scale": 2000.0}
+
+    def corr_to_pattern(**kw):
+        rng = np.random.default_rng(3)
+        spectra = synth.simulate_spectra(ions, patterns, mask, rng, **quiet, **kw)
+        images = _ion_images(ions, spectra, mask.size)
+        return np.median(
+            [
+                np.corrcoef(images[k, on], patterns[ion.pattern][mask])[0, 1]
+                for k, ion in enumerate(ions)
+            ]
+        )
+
+    clean = corr_to_pattern(admixture=0.0, contrast_gamma=(1.0, 1.0))
+    assert clean > 0.97
+    # each nuisance alone lowers the agreement of an ion's image with its class pattern
+    assert corr_to_pattern(admixture=0.0, admixture_max=0.5, contrast_gamma=(1, 1)) < clean
+    assert corr_to_pattern(admixture=0.0, contrast_gamma=(1, 1), hotspot_fraction=0.02) < clean
+    assert corr_to_pattern(admixture=0.0, contrast_gamma=(1, 1), curves="mixed") < clean
+    # background: signal on all of the tissue, also where the pattern is 0
+    rng = np.random.default_rng(3)
+    spectra = synth.simulate_spectra(
+        ions, patterns, mask, rng, **quiet, admixture=0.0, tissue_background=1.0
+    )
+    images = _ion_images(ions, spectra, mask.size)
+    assert (images[:, on] > 0).mean() > 0.9 and np.all(images[:, ~on] == 0)
+
+
+def test_nuisance_arguments_are_checked(world):
+    ions, patterns, mask = world
+    rng = np.random.default_rng(0)
+    for bad in ({"admixture_max": 0.05}, {"curves": "cubic"}, {"hotspot_fraction": 1.0}):
+        with pytest.raises(ValueError):
+            synth.simulate_spectra(ions, patterns, mask, rng, admixture=0.1, **bad)
+
+
+def test_class_weights_set_class_sizes():
+    rng = np.random.default_rng(0)
+    ions = synth.simulate_ions(3, 200, rng, class_weights=np.array([10.0, 1.0, 0.0]))
+    mono = [ion.pattern for ion in ions if ion.isotope_of is None]
+    sizes = np.bincount(mono, minlength=3)
+    assert sizes[2] == 3 and sizes[0] > 5 * sizes[1]  # weight 0: only the 3 every class gets
+    with pytest.raises(ValueError, match="class_weights"):
+        synth.simulate_ions(3, 20, rng, class_weights=np.array([1.0, -1.0, 1.0]))

@@ -15,12 +15,16 @@ import pandas as pd
 import pytest
 from conftest import ROOT
 
+from msicoloc.evaluate import METHODS
+from msicoloc.models import installed_imagenet_weights
+
 pytestmark = pytest.mark.e2e
 
 # Small and quick learning settings: the tests check the plumbing, not the quality.
 FAST = """
 simclr: {image_size: 32, epochs: 2, batch_size: 16}
 self_label: {init_epochs: 2, epochs: 2, batch_size: 16}
+compare: {autoencoder: {epochs: 2}, imagenet: {image_size: 32}}
 """
 COPY = ["Snakefile", "rules", "scripts", "config", "envs", "profiles", "resources"]
 
@@ -91,27 +95,30 @@ def test_outputs_exist_and_agree(tiny_run):
 def test_learning_outputs(tiny_run):
     out = tiny_run / "results" / "tiny"
     clusters = pd.read_csv(out / "clusters.tsv", sep="\t")
-    assert list(clusters.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
+    assert list(clusters.columns) == ["mz", "cluster", "confidence", "learned_cluster"]
     assert clusters.cluster.between(0, 2).all() and clusters.confidence.between(0, 1).all()
+    learned = pd.read_csv(out / "clusters_selflabel.tsv", sep="\t")
+    assert list(learned.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
+    assert np.array_equal(learned.cluster, clusters.learned_cluster)
     with h5py.File(out / "embeddings.h5") as h5:
         assert h5["features"].shape == (len(clusters), h5["features_untrained"].shape[1])
     history = pd.read_csv(out / "model" / "simclr_history.tsv", sep="\t")
     assert list(history.epoch) == [1, 2] and np.isfinite(history.loss).all()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {
-        "pixel_cosine_sc",
-        "metaspace_sc",
-        "untrained_sc",
-        "simclr_sc",
-        "simclr_selflabel",
-    }
-    assert 0 <= metrics["methods"]["simclr_selflabel"]["hungarian_accuracy"] <= 1
+    expected = set(METHODS) - (set() if installed_imagenet_weights() else {"imagenet_sc"})
+    assert set(metrics["methods"]) == expected
+    assert metrics["answer_method"] == "pearson_smooth_sc"
+    # the answer is that method's clustering, run in its own step
+    assert metrics["agreement_ari"]["pearson_smooth_sc"] == 1.0
+    for row in metrics["methods"].values():
+        assert 0 <= row["hungarian_accuracy"] <= 1
 
 
 def test_same_seed_gives_identical_clusters(tiny_run):
     """Same seed, same machine, CPU: retraining from scratch gives byte-identical results."""
     out = tiny_run / "results" / "tiny"
-    before = {p: (out / p).read_bytes() for p in ("clusters.tsv", "clusters_sc.tsv")}
+    names = ("clusters.tsv", "clusters_sc.tsv", "clusters_selflabel.tsv", "embeddings.h5")
+    before = {p: (out / p).read_bytes() for p in names}
     res = snakemake(tiny_run, "--configfile", "test.yaml", "--forcerun", "train_simclr")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "train_simclr" in res.stdout + res.stderr  # it did retrain
@@ -270,7 +277,7 @@ def test_adding_a_data_set_schedules_only_its_jobs(finished):
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = scheduled(res.stdout)
     per_dataset = {"convert", "peaks", "ion_images", "train_simclr", "embed", "cluster"}
-    per_dataset |= {"self_label", "evaluate", "report"}
+    per_dataset |= {"self_label", "answer", "evaluate", "report"}
     assert sorted(r for r, d in jobs if d == "new") == sorted(per_dataset)
     assert sorted(r for r, d in jobs if d is None) == ["all", "summary"]
     assert not [r for r, d in jobs if d == "tiny"]
@@ -282,7 +289,7 @@ def test_changing_n_clusters_reruns_clustering_not_training(finished):
     res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
     rules = {r for r, _ in scheduled(res.stdout)}
-    assert {"cluster", "self_label", "evaluate", "report", "summary"} <= rules
+    assert {"cluster", "self_label", "answer", "evaluate", "report", "summary"} <= rules
     assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
 
 
@@ -295,7 +302,8 @@ def test_touching_inputs_reruns_nothing(finished):
 
 
 SLOW = "simclr: {epochs: 60}\n"  # a few seconds of training: long enough to interrupt
-COMPARED = ["model/simclr.pt", "embeddings.h5", "clusters_sc.tsv", "clusters.tsv"]
+COMPARED = ["model/simclr.pt", "embeddings.h5", "clusters_sc.tsv", "clusters_selflabel.tsv"]
+COMPARED += ["clusters.tsv"]
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +394,8 @@ def test_missing_step_output_under_later_results_is_reported(finished):
     assert res.returncode == 0, res.stdout + res.stderr
     assert (
         "dataset tiny: results/tiny/clusters_sc.tsv is missing but later results of an earlier "
-        "run remain (clusters.tsv, metrics.json, report.html); to redo them: "
+        "run remain (clusters_selflabel.tsv, clusters.tsv, metrics.json, report.html); to redo "
+        "them: "
         "snakemake --forcerun cluster"
     ) in res.stdout + res.stderr
     res = snakemake(finished, "--configfile", "test.yaml", "--dry-run", "--forcerun", "cluster")
