@@ -239,19 +239,21 @@ def write_dataset(name: str, spec: Spec, folder: Path) -> tuple[Path, Path, dict
 # Running the workflow and scoring
 
 
-def run_workflow(names: list[str], seed: int, folder: Path, extra: list[str], cores: str):
+def run_workflow(
+    names: list[str], seed: int, folder: Path, extra: list[str], cores: str, tag: str = ""
+):
     """Run the workflow up to metrics.json for every data set, with one workflow seed."""
-    sheet = folder / f"suite_seed{seed}.tsv"
+    sheet = folder / f"suite_seed{seed}{tag}.tsv"
     rows = ["dataset\timzml\tannotations\tn_clusters"]
     for name in names:
-        run = f"q_{name}_s{seed}"
+        run = f"q_{name}_s{seed}{tag}"
         rows.append(
             f"{run}\t{folder / name}.imzML\t{folder / name}_annotations.tsv\t{SUITE[name].classes}"
         )
     sheet.write_text("\n".join(rows) + "\n")
-    cfg = folder / f"suite_seed{seed}.yaml"
+    cfg = folder / f"suite_seed{seed}{tag}.yaml"
     cfg.write_text(f"datasets: {sheet}\nseed: {seed}\n")
-    targets = [f"results/q_{name}_s{seed}/metrics.json" for name in names]
+    targets = [f"results/q_{name}_s{seed}{tag}/metrics.json" for name in names]
     cmd = [sys.executable, "-m", "snakemake", "--cores", cores, "--configfile", *extra, str(cfg)]
     subprocess.run([*cmd, "--", *targets], check=True, cwd=ROOT)
     return {
@@ -297,6 +299,55 @@ def verdict(long: pd.DataFrame, answer_source: str, classical: list[str]) -> lis
     return lines
 
 
+#: The answer with one component removed at a time (pearson_smooth: smoothing, centring, kNN
+#: edge weights, label assignment), computed from each run's own ion images.
+ABLATIONS = {
+    "answer (default)": {},
+    "- smoothing (sigma 0)": {"sigma": 0.0},
+    "- centring (cosine)": {"centred": False},
+    "- self-tuning kNN weights (0/1)": {"affinity": "connectivity"},
+    "- k-means labels (discretize)": {"assign_labels": "discretize"},
+}
+
+
+def ablation(names: list[str], seeds: list[int], tag: str = "") -> pd.DataFrame:
+    """Hungarian accuracy of each answer variant, mean over seeds, per data set."""
+    import yaml
+
+    from msicoloc.baselines import smooth_on_tissue
+    from msicoloc.cluster import knn_spectral_clustering
+    from msicoloc.images import read_ion_images
+    from msicoloc.metrics import hungarian_accuracy
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    sigma0, cluster = config["compare"]["smooth_sigma"], config["cluster"]
+    rows = []
+    for name in names:
+        for seed in seeds:
+            run = ROOT / "results" / f"q_{name}_s{seed}{tag}"
+            stack, _, mask = read_ion_images(run / "ion_images.h5")
+            table = pd.read_csv(run / "methods.tsv", sep="\t")
+            known = table["annotation"].notna().to_numpy()
+            truth = table["annotation"].astype(str).to_numpy()[known]
+            for label, change in ABLATIONS.items():
+                pixels = smooth_on_tissue(stack, mask, change.get("sigma", sigma0))[:, mask]
+                if change.get("centred", True):
+                    pixels = pixels - pixels.mean(axis=1, keepdims=True)
+                labels = knn_spectral_clustering(
+                    pixels,
+                    SUITE[name].classes,
+                    n_neighbors=cluster["n_neighbors"],
+                    affinity=change.get("affinity", cluster["affinity"]),
+                    assign_labels=change.get("assign_labels", cluster["assign_labels"]),
+                    random_state=seed,
+                )
+                rows.append((name, label, seed, hungarian_accuracy(truth, labels[known])))
+    long = pd.DataFrame(rows, columns=["dataset", "variant", "seed", "score"])
+    table = long.groupby(["variant", "dataset"])["score"].mean().unstack()
+    table["suite mean"] = table.mean(axis=1)
+    return table.loc[list(ABLATIONS)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(SUITE), choices=list(SUITE))
@@ -305,6 +356,9 @@ def main() -> None:
     ap.add_argument("--cores", default="2")
     ap.add_argument(
         "--configfile", action="append", default=[], help="extra config files (e.g. a preset)"
+    )
+    ap.add_argument(
+        "--tag", default="", help="suffix of the result folders, for runs with other configs"
     )
     ap.add_argument("--no-run", action="store_true", help="only write the data sets")
     args = ap.parse_args()
@@ -316,7 +370,10 @@ def main() -> None:
     if args.no_run:
         return
     extra = [str(Path(c).resolve()) for c in args.configfile]
-    runs = {s: run_workflow(args.datasets, s, args.workdir, extra, args.cores) for s in args.seeds}
+    runs = {
+        s: run_workflow(args.datasets, s, args.workdir, extra, args.cores, args.tag)
+        for s in args.seeds
+    }
     long = score_table(runs)
     long.to_csv(args.workdir / "scores.tsv", sep="\t", index=False)
     mean = long.groupby(["dataset", "method"])["score"].mean().unstack()
@@ -341,6 +398,14 @@ def main() -> None:
 
     print()
     print("\n".join(verdict(long, first["answer_method"], list(CLASSICAL_METHODS))))
+    if first["answer_method"] == "pearson_smooth_sc":
+        print("\nAblation of the answer (Hungarian accuracy, mean over seeds)")
+        print(ablation(args.datasets, args.seeds, args.tag).round(3).to_string())
+    learned = mean[["untrained_sc", "simclr_sc", "simclr_selflabel"]].mean()
+    print(
+        "\nLearned parts (suite mean): untrained encoder {:.3f} -> SimCLR {:.3f} -> "
+        "+ self-labeling {:.3f}".format(*learned)
+    )
 
 
 if __name__ == "__main__":

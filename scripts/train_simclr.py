@@ -134,7 +134,6 @@ def main(
         image_size=image_size,
         pretrained=pretrained,
         seed=seed,
-        coord_channels=coord_channels,
     )
     # Saved through a file object: torch then names the archive "archive" instead of
     # after the (random) temporary file, so the same weights give the same bytes.

@@ -260,14 +260,13 @@ def train(tmp_path, images, *extra):
 @pytest.mark.parametrize(
     ("kwargs", "extra", "words"),
     [
-        ({"n": 6}, [], [r"only 6 ion images for simclr\.batch_size=8", "lower"]),
         ({"constant": True}, [], ["all 20 ion images are constant"]),
         ({"h": 1, "w": 40}, [], ["1 x 40 pixels", "single row"]),
         ({}, ["--pretrained", "/nonexistent/weights.pt"], ["weights.pt", "not found"]),
         ({}, ["--device", "cuda"], ["device=cuda", "no GPU"]),
         ({}, ["--encoder", "no_such_net"], ["no_such_net", "not a timm model"]),
     ],
-    ids=["fewer-than-batch", "all-zero", "single-row", "missing-weights", "cuda", "encoder"],
+    ids=["all-zero", "single-row", "missing-weights", "cuda", "encoder"],
 )
 def test_training_bad_input(tmp_path, kwargs, extra, words):
     if "cuda" in extra:

@@ -17,6 +17,7 @@ from msicoloc import InputError
 from msicoloc.train import (
     check_images,
     embed,
+    load_encoder,
     read_ion_images,
     resolve_device,
     self_label,
@@ -159,8 +160,9 @@ def test_check_images(caplog):
         check_images(images[:1], "x.h5")
     with pytest.raises(InputError, match="only 6 ion images for n_clusters=8"):
         check_images(images, "x.h5", n_clusters=8)
-    with pytest.raises(InputError, match=r"only 6 ion images for simclr\.batch_size=16"):
+    with caplog.at_level(logging.INFO):  # a batch larger than the data set is clipped
         check_images(images, "x.h5", batch_size=16, batch_key="simclr.batch_size")
+    assert "simclr.batch_size=16 clipped to the 6 ion images" in caplog.text
     with pytest.raises(InputError, match="2 x 30 pixels"):
         check_images(np.ones((6, 2, 30)), "x.h5")
     with pytest.raises(InputError, match="all 6 ion images are constant"):
@@ -284,6 +286,75 @@ def test_step_scripts_end_to_end(tmp_path, stack):
         assert got["confidence"].between(0, 1).all() and got["cluster"].nunique() == 4
     # the learned answer is the self-labeling result as it is
     assert np.array_equal(got["cluster"], table["cluster"])
+
+
+def test_every_checkpoint_loads_back_and_gives_the_same_network(tmp_path, stack):
+    """simclr.pt and self_label.pt rebuild the networks that wrote them (coordinate channels
+    included): the same features as embed wrote, the classifier's probabilities as written."""
+    images, mask, _ = stack
+    h5 = tmp_path / "ion_images.h5"
+    write_h5(h5, images, mask)
+    common = {"device": "cpu", "threads": 2, "seed": 0}
+    load_step("train_simclr").main(
+        images=h5,
+        model=tmp_path / "simclr.pt",
+        history=tmp_path / "simclr.tsv",
+        encoder="mobilenetv3_small_050",
+        coord_channels=True,
+        image_size=32,
+        batch_size=16,
+        epochs=1,
+        **common,
+    )
+    labels = np.arange(40) % 4
+    (tmp_path / "sc.tsv").write_text(
+        "mz\tcluster\n"
+        + "".join(f"{m:.6f}\t{c}\n" for m, c in zip(read_ion_images(h5)[1], labels, strict=True))
+    )
+    load_step("self_label").main(
+        images=h5,
+        model=tmp_path / "simclr.pt",
+        sc_clusters=tmp_path / "sc.tsv",
+        clusters=tmp_path / "sl.tsv",
+        history=tmp_path / "slh.tsv",
+        finetuned_model=tmp_path / "sl.pt",
+        batch_size=16,
+        init_epochs=2,
+        epochs=1,
+        **common,
+    )
+    stack_, _, mask_ = read_ion_images(h5)
+    for name in ("simclr.pt", "sl.pt"):
+        encoder, meta = load_encoder(tmp_path / name)
+        assert meta["coord_channels"] is True and meta["image_size"] == 32
+    encoder, _ = load_encoder(tmp_path / "sl.pt")
+    feats = torch.from_numpy(embed(encoder, stack_, mask_, image_size=32, device="cpu"))
+    head = torch.load(tmp_path / "sl.pt", weights_only=True)["head"]
+    probs = torch.softmax(feats @ head["weight"].T + head["bias"], dim=1).numpy()
+    table = pd.read_csv(tmp_path / "sl.tsv", sep="\t")
+    np.testing.assert_allclose(
+        probs[np.arange(40), table["cluster"]], table["confidence"], atol=2e-4
+    )
+
+
+def test_small_data_sets_clip_the_batch(tmp_path, stack):
+    """Fewer ion images than simclr.batch_size (64 by default): run with all of them."""
+    images, mask, _ = stack
+    h5 = tmp_path / "ion_images.h5"
+    write_h5(h5, images[:12], mask)
+    load_step("train_simclr").main(
+        images=h5,
+        model=tmp_path / "simclr.pt",
+        history=tmp_path / "simclr.tsv",
+        encoder="mobilenetv3_small_050",
+        image_size=32,
+        batch_size=64,
+        epochs=1,
+        device="cpu",
+        threads=2,
+        seed=0,
+    )
+    assert len(pd.read_csv(tmp_path / "simclr.tsv", sep="\t")) == 1
 
 
 def test_self_label_rejects_stale_clusters(tmp_path, stack):

@@ -25,6 +25,7 @@ from msicoloc.images import read_ion_images  # noqa: F401  (re-exported for the 
 from msicoloc.models import (
     ClusterClassifier,
     ConvAutoencoder,
+    CoordEncoder,
     ProjectionHead,
     build_encoder,
     feature_dim,
@@ -63,7 +64,7 @@ def check_images(
     n_clusters
         Number of clusters that will be asked for, if any.
     batch_size
-        Images per training step, if any: there must be at least that many.
+        Images per training step, if any: clipped to the number of images (logged).
     batch_key
         The config key of ``batch_size``, named in the message.
     """
@@ -73,11 +74,8 @@ def check_images(
     if n_clusters is not None and n < n_clusters:
         raise InputError(path, f"only {n} ion images for n_clusters={n_clusters}: lower n_clusters")
     if batch_size is not None and n < batch_size:
-        raise InputError(
-            path,
-            f"only {n} ion images for {batch_key}={batch_size}: lower {batch_key} to at "
-            f"most {n} (or pick more peaks)",
-        )
+        # a small data set is no error: every step then sees all of it
+        log.info("%s=%d clipped to the %d ion images there are", batch_key, batch_size, n)
     if min(h, w) < MIN_SIDE:
         raise InputError(
             path,
@@ -198,6 +196,8 @@ def encoder_checkpoint(
     return {
         "format": CHECKPOINT_FORMAT,
         "encoder": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        # read from the network itself, so that no caller can leave it out
+        "coord_channels": isinstance(encoder, CoordEncoder),
         "encoder_name": encoder_name,
         "in_chans": int(in_chans),
         "image_size": int(image_size),
