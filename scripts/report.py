@@ -585,7 +585,8 @@ def metrics_section(run: Run) -> str:
     silhouette = rp.fmt(rp.to_float(m.get("silhouette")))
     stability = rp.fmt(rp.to_float(m.get("stability_ari")))
     extra = {
-        "silhouette (final clusters)": f"{silhouette} — cosine silhouette of the final clusters "
+        "silhouette (self-labeled clusters)": f"{silhouette} — cosine silhouette of the "
+        "self-labeled clusters "
         "in the learned feature space (−1…1, higher = tighter)",
         "stability (SimCLR + SC)": f"{stability} — ARI between the spectral clustering with "
         "the run's seed and with seed + 1 (1 = identical)",
@@ -669,7 +670,8 @@ def isotope_section(run: Run) -> str:
 def exports_section(html: Path, files: dict[str, Path]) -> str:
     """Links to the exported files, relative to the report."""
     what = {
-        "clusters.tsv": "final cluster and self-labeling confidence of every ion image",
+        "clusters.tsv": "the answer: final cluster and confidence of every ion image, with "
+        "the learned pipeline's cluster beside it",
         "colocalization.tsv": "each ion's nearest ions in the learned feature space (cosine)",
         "methods.tsv": "every method's cluster per ion (and the annotation)",
         "isotopes.tsv": "the isotope pairs of section 7",
