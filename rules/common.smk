@@ -142,6 +142,22 @@ def job_resources(kind):
     return res
 
 
+def science_parameters():
+    """The settings that decide results, as the report shows them.
+
+    Execution-only settings (device, convert.chunk_values, embed.batch_size) are left out:
+    steps read those from the config directly (msicoloc.step.run_step), so that changing
+    them reruns nothing, not even the report.
+    """
+    keys = ["seed", "convert", "peaks", "ion_images", "simclr", "cluster", "compare"]
+    keys += ["self_label", "answer", "evaluate"]
+    shown = {key: config[key] for key in keys}
+    shown["convert"] = {
+        k: v for k, v in config["convert"].items() if k != "chunk_values"
+    }
+    return shown
+
+
 def all_outputs():
     outputs = []
     for name in DATASETS:

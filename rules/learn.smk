@@ -32,7 +32,6 @@ rule train_simclr:
         projection_dim=config["simclr"]["projection_dim"],
         augment=config["simclr"]["augment"],
         seed=config["seed"],
-        device=config["device"],
         channels_last=config["simclr"]["channels_last"],
     script:
         "../scripts/train_simclr.py"
@@ -54,8 +53,6 @@ rule embed:
     resources:
         **job_resources("cpu"),
     params:
-        batch_size=config["embed"]["batch_size"],
-        device=config["device"],
         autoencoder=config["compare"]["autoencoder"],
         imagenet=config["compare"]["imagenet"],
         seed=config["seed"],
@@ -121,7 +118,6 @@ rule self_label:
         weak=config["self_label"]["weak"],
         strong=config["self_label"]["strong"],
         seed=config["seed"],
-        device=config["device"],
         channels_last=config["simclr"]["channels_last"],
     script:
         "../scripts/self_label.py"

@@ -15,7 +15,6 @@ rule convert:
     params:
         mean_bin_ppm=config["convert"]["mean_bin_ppm"],
         verify_checksum=config["convert"]["verify_checksum"],
-        chunk_values=config["convert"]["chunk_values"],
     script:
         "../scripts/convert.py"
 
@@ -74,6 +73,5 @@ rule ion_images:
         hotspot_quantile=config["ion_images"]["hotspot_quantile"],
         mask=config["ion_images"]["mask"],
         montage_max=config["ion_images"]["montage_max"],
-        chunk_values=config["convert"]["chunk_values"],
     script:
         "../scripts/ion_images.py"

@@ -39,20 +39,7 @@ rule report:
         **job_resources("cpu"),
     params:
         benchmarks="results/{dataset}/benchmarks",
-        parameters={
-            key: config[key]
-            for key in (
-                "seed",
-                "device",
-                "convert",
-                "peaks",
-                "ion_images",
-                "simclr",
-                "cluster",
-                "self_label",
-                "evaluate",
-            )
-        },
+        parameters=science_parameters(),
         n_clusters=n_clusters,
         mz_list=mz_list,
         seed=config["seed"],

@@ -60,4 +60,9 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["imzml"], outputs=["spectra"])
+    run_step(
+        main,
+        inputs=["imzml"],
+        outputs=["spectra"],
+        execution={"chunk_values": ("convert", "chunk_values")},
+    )

@@ -111,4 +111,9 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["images", "model"], outputs=["embeddings"])
+    run_step(
+        main,
+        inputs=["images", "model"],
+        outputs=["embeddings"],
+        execution={"batch_size": ("embed", "batch_size"), "device": ("device",)},
+    )

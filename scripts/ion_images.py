@@ -106,4 +106,9 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["spectra", "peaks"], outputs=["images", "montage_png"])
+    run_step(
+        main,
+        inputs=["spectra", "peaks"],
+        outputs=["images", "montage_png"],
+        execution={"chunk_values": ("convert", "chunk_values")},
+    )

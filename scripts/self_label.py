@@ -194,4 +194,5 @@ if __name__ == "__main__":
         main,
         inputs=["images", "model", "sc_clusters"],
         outputs=["clusters", "history", "finetuned_model"],
+        execution={"device": ("device",)},
     )

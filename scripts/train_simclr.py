@@ -144,4 +144,9 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["images"], outputs=["model", "history"])
+    run_step(
+        main,
+        inputs=["images"],
+        outputs=["model", "history"],
+        execution={"device": ("device",)},
+    )

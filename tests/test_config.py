@@ -132,3 +132,38 @@ def test_augmentation_presets_equal_schema_defaults():
             k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(preset).items()
         }
         assert values == leaf_defaults(path), path
+
+
+def test_execution_settings_come_from_config_and_device_follows_resources():
+    """Execution-only settings bypass params (no reruns); no GPU requested means the CPU."""
+    from types import SimpleNamespace
+
+    from msicoloc.step import _from_snakemake
+
+    def main(images, *, batch_size: int = 256, device: str = "auto", dataset: str = "?"):
+        """Toy step."""
+
+    def smk(resources):
+        return SimpleNamespace(
+            input={"images": "in.h5"},
+            output={},
+            params=SimpleNamespace(),
+            config={"device": "cuda", "embed": {"batch_size": 32}},
+            resources=SimpleNamespace(**resources),
+            wildcards={"dataset": "d"},
+            threads=1,
+            log=[],
+            rule="embed",
+        )
+
+    execution = {"batch_size": ("embed", "batch_size"), "device": ("device",)}
+    cpu_job, _ = _from_snakemake(smk({"mem_mb": 4000}), main, ["images"], [], execution)
+    assert cpu_job["batch_size"] == 32 and cpu_job["device"] == "cpu"
+    gpu_job, _ = _from_snakemake(smk({"gpu": 1}), main, ["images"], [], execution)
+    assert gpu_job["device"] == "cuda"
+
+
+def test_no_rule_passes_execution_settings_as_params():
+    text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    for key in ('config["device"]', 'config["convert"]["chunk_values"]', 'config["embed"]'):
+        assert key not in text, f"{key} is a param: changing it would rerun the step"

@@ -293,6 +293,16 @@ def test_changing_n_clusters_reruns_clustering_not_training(finished):
     assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
 
 
+def test_execution_settings_rerun_nothing(finished):
+    """Memory bounds, inference batch and device change how, not what: nothing reruns."""
+    (finished / "exec.yaml").write_text(
+        "device: cpu\nembed: {batch_size: 7}\nconvert: {chunk_values: 5000}\n"
+    )
+    res = snakemake(finished, "--configfile", "test.yaml", "exec.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Nothing to be done" in res.stdout + res.stderr, scheduled(res.stdout)
+
+
 def test_touching_inputs_reruns_nothing(finished):
     for name in ("data/tiny.imzML", "data/tiny.ibd", "results/tiny/ion_images.h5"):
         (finished / name).touch()

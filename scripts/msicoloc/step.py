@@ -28,7 +28,7 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from msicoloc import InputError
@@ -39,11 +39,23 @@ log = logging.getLogger("msicoloc")
 _CONTEXT_ARGS = {"dataset", "threads"}
 
 
-def run_step(main: Callable[..., object], *, inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Call ``main`` with arguments from Snakemake or ``sys.argv``; exit 1 on failure."""
+def run_step(
+    main: Callable[..., object],
+    *,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    execution: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Call ``main`` with arguments from Snakemake or ``sys.argv``; exit 1 on failure.
+
+    ``execution`` names the arguments that only say *how* to compute (memory bounds, batch
+    sizes, the device), each with its path in the config. Under Snakemake they are read from
+    the config, not from ``params``, so changing them never reruns a step; and ``device``
+    follows the rule's resources: a rule that asked for no GPU runs on the CPU.
+    """
     smk = sys.modules["__main__"].__dict__.get("snakemake")
     if smk is not None:
-        kwargs, log_file = _from_snakemake(smk, main, inputs, outputs)
+        kwargs, log_file = _from_snakemake(smk, main, inputs, outputs, execution or {})
     else:
         kwargs, log_file = _from_argv(main, inputs, outputs)
     _setup_logging(log_file)
@@ -121,8 +133,15 @@ def _step_params(main: Callable[..., object]) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(main).parameters)
 
 
-def _from_snakemake(smk, main, inputs, outputs) -> tuple[dict, str | None]:
+def _from_snakemake(smk, main, inputs, outputs, execution) -> tuple[dict, str | None]:
     kwargs: dict[str, object] = {}
+    for name, path in execution.items():
+        value = smk.config
+        for key in path:
+            value = value[key]
+        kwargs[name] = value
+    if "device" in kwargs and not int(getattr(smk.resources, "gpu", 0) or 0):
+        kwargs["device"] = "cpu"  # the job holds no GPU: it must not take one
     for name in inputs:
         kwargs[name] = Path(smk.input[name])
     for name in outputs:
