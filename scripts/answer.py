@@ -18,6 +18,7 @@ from msicoloc.cluster import (
     knn_agreement,
     knn_spectral_clustering,
     read_cluster_labels,
+    spectral_settings,
 )
 from msicoloc.images import read_ion_images
 from msicoloc.step import atomic_output, run_step
@@ -32,10 +33,10 @@ def main(
     selflabel_clusters: Path,
     clusters: Path,
     *,
+    compare: dict,
+    cluster: dict,
     method: str = "pearson_smooth",
-    compare: dict | None = None,
     n_clusters: int = 10,
-    cluster: dict | None = None,
     seed: int = 0,
     threads: int = 1,
     dataset: str = "?",
@@ -52,15 +53,15 @@ def main(
         Output TSV sorted by m/z: mz, cluster (0 = largest), confidence (share of the ion's
         nearest neighbours in its cluster, or the self-labeling classifier's probability),
         learned_cluster (the learned pipeline's cluster, for comparison).
+    compare
+        The config's compare section (smoothing sigma of pearson_smooth).
+    cluster
+        The config's cluster section (kNN graph and spectral clustering settings).
     method
         pearson_smooth (spectral clustering of smoothed Pearson correlation) or
         simclr_selflabel (the learned pipeline's clusters, as in Hu et al.).
-    compare
-        The config's compare section (smoothing sigma of pearson_smooth).
     n_clusters
         Number of clusters.
-    cluster
-        The config's cluster section (kNN graph and spectral clustering settings).
     seed
         Seed of the spectral clustering.
     threads
@@ -72,28 +73,20 @@ def main(
         raise InputError(f"answer.method={method}", f"must be one of {list(ANSWER_METHODS)}")
     stack, mz, mask = read_ion_images(images)
     learned = read_cluster_labels(selflabel_clusters, mz)
-    cluster = cluster or {}
+    settings = spectral_settings(cluster)
     try:
-        check_cluster_args(len(mz), n_clusters, cluster.get("n_neighbors", 10))
+        check_cluster_args(len(mz), n_clusters, settings["n_neighbors"])
     except ValueError as err:
         raise InputError(images, str(err)) from None
-    with threadpool_limits(limits=max(1, threads)):
-        features = representation("pearson_smooth", stack, mask, compare or {}, seed)
-        if method == "pearson_smooth":
-            labels = knn_spectral_clustering(
-                features,
-                n_clusters,
-                n_neighbors=cluster.get("n_neighbors", 10),
-                affinity=cluster.get("affinity", "local_scaling"),
-                eigen_solver=cluster.get("eigen_solver", "auto"),
-                assign_labels=cluster.get("assign_labels", "kmeans"),
-                random_state=seed,
-            )
-            confidence = knn_agreement(features, labels, cluster.get("n_neighbors", 10))
-        else:
-            labels = learned
-            # same rows as read_cluster_labels checked above
-            confidence = pd.read_csv(selflabel_clusters, sep="\t")["confidence"].to_numpy(float)
+    if method == "pearson_smooth":
+        with threadpool_limits(limits=max(1, threads)):
+            features = representation("pearson_smooth", stack, mask, compare, seed)
+            labels = knn_spectral_clustering(features, n_clusters, random_state=seed, **settings)
+            confidence = knn_agreement(features, labels, settings["n_neighbors"])
+    else:
+        labels = learned
+        # same rows as read_cluster_labels checked above
+        confidence = pd.read_csv(selflabel_clusters, sep="\t")["confidence"].to_numpy(float)
     sizes = np.bincount(labels, minlength=n_clusters)
     log.info("answer by %s: %d clusters, sizes %s", method, n_clusters, sizes.tolist())
     order = np.argsort(mz, kind="stable")

@@ -16,15 +16,13 @@ from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
 from msicoloc.baselines import cosine_similarity, nearest_neighbours
-from msicoloc.cluster import check_cluster_args, knn_spectral_clustering, read_cluster_labels
-from msicoloc.evaluate import (
-    ANSWER_SOURCE,
-    METHODS,
-    agreement,
-    cluster_all,
-    disagreement,
+from msicoloc.cluster import (
+    check_cluster_args,
+    knn_spectral_clustering,
+    read_cluster_labels,
     spectral_settings,
 )
+from msicoloc.evaluate import ANSWER_SOURCE, METHODS, agreement, cluster_all, disagreement
 from msicoloc.images import read_ion_images
 from msicoloc.metrics import find_isotopes, isotopic_recall, match_annotations, scores
 from msicoloc.step import atomic_output, run_step

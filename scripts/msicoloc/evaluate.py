@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from msicoloc.baselines import representation
-from msicoloc.cluster import knn_spectral_clustering
+from msicoloc.cluster import knn_spectral_clustering, spectral_settings
 
 #: Method key -> name shown to users; "answer" is clusters.tsv.
 METHODS = {
@@ -98,12 +98,6 @@ def cluster_all(
             features, n_clusters, random_state=seed, **spectral_settings(cluster)
         )
     return labels
-
-
-def spectral_settings(cluster: dict) -> dict:
-    """Keyword arguments of :func:`knn_spectral_clustering` from the config's cluster section."""
-    keys = ("n_neighbors", "affinity", "eigen_solver", "assign_labels")
-    return {k: cluster[k] for k in keys}
 
 
 def agreement(labels: dict[str, np.ndarray], reference: str = "answer") -> dict[str, float]:
