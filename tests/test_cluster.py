@@ -107,26 +107,9 @@ def test_relabel_by_size():
     assert relabel_by_size(np.array([7])).tolist() == [0]
 
 
-# --- consensus, neighbourhood agreement -----------------------------------------------------
+# --- label assignment, neighbourhood agreement ---------------------------------------------
 
-from msicoloc.cluster import coassociation, consensus_clustering, knn_agreement  # noqa: E402
-
-
-def test_coassociation_counts_shared_clusters():
-    a, b = np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1])
-    c = coassociation([a, b])
-    assert c[0, 1] == 0.5 and c[2, 3] == 1.0 and c[0, 3] == 0.0 and np.all(np.diag(c) == 1)
-    with pytest.raises(ValueError):
-        coassociation([a, np.array([0, 1])])
-
-
-def test_consensus_outvotes_one_dissenting_clustering():
-    truth = np.repeat([0, 1, 2], 10)
-    rng = np.random.default_rng(0)
-    noisy = truth.copy()
-    noisy[rng.choice(30, 8, replace=False)] = rng.integers(0, 3, 8)
-    labels = consensus_clustering([truth, truth, noisy], 3, random_state=0)
-    assert adjusted_rand_score(truth, labels) == 1.0
+from msicoloc.cluster import knn_agreement  # noqa: E402
 
 
 @pytest.mark.parametrize("assign", ["kmeans", "discretize", "cluster_qr"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -176,6 +175,12 @@ def knn_spectral_clustering(
     return relabel_by_size(labels)
 
 
+def spectral_settings(cluster: dict) -> dict:
+    """Keyword arguments of :func:`knn_spectral_clustering` from the config's cluster section."""
+    keys = ("n_neighbors", "affinity", "eigen_solver", "assign_labels")
+    return {k: cluster[k] for k in keys}
+
+
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber labels so that 0 is the largest cluster, 1 the next, ... (ties: first seen).
 
@@ -237,74 +242,3 @@ def knn_agreement(features: np.ndarray, labels: np.ndarray, n_neighbors: int) ->
     neighbours = graph.indices.reshape(len(x), k)
     labels = np.asarray(labels)
     return (labels[neighbours] == labels[:, None]).mean(axis=1)
-
-
-def coassociation(labelings: Sequence[np.ndarray]) -> np.ndarray:
-    """Share of the clusterings that put each pair of items in the same cluster.
-
-    Parameters
-    ----------
-    labelings
-        Clusterings of the same ``n`` items, each ``(n,)`` integer labels.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 ``(n, n)``, symmetric, 1 on the diagonal.
-    """
-    if not len(labelings):
-        raise ValueError("coassociation needs at least one clustering")
-    n = len(labelings[0])
-    out = np.zeros((n, n))
-    for labels in labelings:
-        labels = np.asarray(labels)
-        if labels.shape != (n,):
-            raise ValueError(f"every clustering must label the same {n} items")
-        out += labels[:, None] == labels[None, :]
-    return out / len(labelings)
-
-
-def consensus_clustering(
-    labelings: Sequence[np.ndarray],
-    n_clusters: int,
-    *,
-    random_state: int = 0,
-    eigen_solver: str | None = "auto",
-) -> np.ndarray:
-    """One clustering that agrees best with several: spectral clustering of co-association.
-
-    Pairs that most of the clusterings keep together have high affinity, so what they agree on
-    is kept and a split that only one of them makes (a seed's or a representation's
-    idiosyncrasy) is outvoted (evidence accumulation, Fred & Jain 2005).
-
-    Parameters
-    ----------
-    labelings
-        Clusterings of the same items (from several representations and seeds).
-    n_clusters
-        Number of clusters of the consensus.
-    random_state
-        Seed of the eigen solver and the label discretisation.
-    eigen_solver
-        As in :func:`knn_spectral_clustering`.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64 labels, cluster 0 the largest.
-    """
-    affinity = coassociation(labelings)
-    check_cluster_args(len(affinity), n_clusters, 1)
-    model = SpectralClustering(
-        n_clusters=n_clusters,
-        affinity="precomputed",
-        assign_labels="discretize",
-        eigen_solver=default_eigen_solver() if eigen_solver in (None, "auto") else eigen_solver,
-        random_state=random_state,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        labels = model.fit_predict(affinity)
-    for w in caught:
-        log.info("consensus clustering: %s", w.message)
-    return relabel_by_size(labels)
