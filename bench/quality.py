@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from msicoloc.baselines import pearson_vectors, smooth_on_tissue
 from msicoloc.synth import make_patterns, simulate_ions, simulate_spectra, write_imzml
 
 #: simulate_spectra settings per nuisance level. counts: expected counts of the most abundant
@@ -121,14 +122,6 @@ def load_png_stack(folder: Path, order=None) -> tuple[np.ndarray, np.ndarray, li
     return rgba[..., 0].astype(np.float32) / 255.0 * mask, mask, [f.stem for f in files]
 
 
-def denoise(stack: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur inside the mask (normalised convolution: no bleeding of the background)."""
-    m = mask.astype(np.float32)
-    num = ndimage.gaussian_filter(stack * m, (0, sigma, sigma))
-    den = ndimage.gaussian_filter(m, sigma)
-    return np.where(mask, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
-
-
 def _corr_matrix(x: np.ndarray) -> np.ndarray:
     x = x - x.mean(axis=1, keepdims=True)
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -178,7 +171,7 @@ def class_patterns(spec: Spec, rng: np.random.Generator):
         return patterns, mask, 10.0 ** rng.uniform(-1, 0.4, spec.classes)
     if spec.source == "glioblastoma":
         stack, mask, _ = load_png_stack(SHARED / "glioblastoma", order=lambda p: float(p.stem))
-        smooth = denoise(stack, mask, sigma=1.5)
+        smooth = smooth_on_tissue(stack, mask, 1.5)
         patterns = smooth[pick_classes(smooth, stack, mask, spec.classes, spec.pick)]
         weights = 10.0 ** rng.uniform(-1, 0.4, spec.classes)
     elif spec.source == "uterus":
@@ -329,7 +322,6 @@ def ablation(names: list[str], seeds: list[int], tag: str = "") -> pd.DataFrame:
     """Hungarian accuracy of each answer variant, mean over seeds, per data set."""
     import yaml
 
-    from msicoloc.baselines import smooth_on_tissue
     from msicoloc.cluster import knn_spectral_clustering
     from msicoloc.images import read_ion_images
     from msicoloc.metrics import hungarian_accuracy
@@ -345,9 +337,11 @@ def ablation(names: list[str], seeds: list[int], tag: str = "") -> pd.DataFrame:
             known = table["annotation"].notna().to_numpy()
             truth = table["annotation"].astype(str).to_numpy()[known]
             for label, change in ABLATIONS.items():
-                pixels = smooth_on_tissue(stack, mask, change.get("sigma", sigma0))[:, mask]
+                sigma = change.get("sigma", sigma0)
                 if change.get("centred", True):
-                    pixels = pixels - pixels.mean(axis=1, keepdims=True)
+                    pixels = pearson_vectors(stack, mask, sigma)
+                else:
+                    pixels = smooth_on_tissue(stack, mask, sigma)[:, mask]
                 labels = knn_spectral_clustering(
                     pixels,
                     SUITE[name].classes,
