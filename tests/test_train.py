@@ -197,21 +197,27 @@ def write_h5(path, images, mask):
         f.attrs["tolerance_ppm"] = 10.0
 
 
-def test_step_scripts_end_to_end(tmp_path, stack):
-    images, mask, _ = stack
-    h5 = tmp_path / "ion_images.h5"
-    write_h5(h5, images, mask)
-    common = {"device": "cpu", "threads": 2, "seed": 0}
+def train_step(tmp_path, h5, **settings):
+    """Run the train_simclr step on ``h5`` with a tiny encoder, writing into ``tmp_path``."""
     load_step("train_simclr").main(
         images=h5,
         model=tmp_path / "simclr.pt",
         history=tmp_path / "simclr.tsv",
         encoder="mobilenetv3_small_050",
         image_size=32,
-        batch_size=16,
-        epochs=2,
-        **common,
+        device="cpu",
+        threads=2,
+        seed=0,
+        **settings,
     )
+
+
+def test_step_scripts_end_to_end(tmp_path, stack):
+    images, mask, _ = stack
+    h5 = tmp_path / "ion_images.h5"
+    write_h5(h5, images, mask)
+    common = {"device": "cpu", "threads": 2, "seed": 0}
+    train_step(tmp_path, h5, batch_size=16, epochs=2)
     hist = pd.read_csv(tmp_path / "simclr.tsv", sep="\t")
     assert list(hist.columns) == ["epoch", "loss", "lr", "seconds"] and len(hist) == 2
     load_step("embed").main(
@@ -295,17 +301,7 @@ def test_every_checkpoint_loads_back_and_gives_the_same_network(tmp_path, stack)
     h5 = tmp_path / "ion_images.h5"
     write_h5(h5, images, mask)
     common = {"device": "cpu", "threads": 2, "seed": 0}
-    load_step("train_simclr").main(
-        images=h5,
-        model=tmp_path / "simclr.pt",
-        history=tmp_path / "simclr.tsv",
-        encoder="mobilenetv3_small_050",
-        coord_channels=True,
-        image_size=32,
-        batch_size=16,
-        epochs=1,
-        **common,
-    )
+    train_step(tmp_path, h5, coord_channels=True, batch_size=16, epochs=1)
     labels = np.arange(40) % 4
     (tmp_path / "sc.tsv").write_text(
         "mz\tcluster\n"
@@ -342,18 +338,7 @@ def test_small_data_sets_clip_the_batch(tmp_path, stack):
     images, mask, _ = stack
     h5 = tmp_path / "ion_images.h5"
     write_h5(h5, images[:12], mask)
-    load_step("train_simclr").main(
-        images=h5,
-        model=tmp_path / "simclr.pt",
-        history=tmp_path / "simclr.tsv",
-        encoder="mobilenetv3_small_050",
-        image_size=32,
-        batch_size=64,
-        epochs=1,
-        device="cpu",
-        threads=2,
-        seed=0,
-    )
+    train_step(tmp_path, h5, batch_size=64, epochs=1)
     assert len(pd.read_csv(tmp_path / "simclr.tsv", sep="\t")) == 1
 
 
