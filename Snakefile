@@ -1,7 +1,7 @@
 # Self-supervised co-localization of MSI ion images (after Hu, Bindu & Laskin, Chem. Sci. 2022).
 # The pipeline, per data set in the sample sheet:
 #   imzML -> convert -> peaks -> ion_images -> train_simclr -> embed -> cluster -> self_label
-#         -> evaluate -> report; summary.html over all data sets
+#         -> answer -> evaluate -> report (rules/common.smk: STEPS); summary.html over all
 # Every output lives under results/{dataset}/; see README.md for the table of outputs.
 from snakemake.utils import min_version
 
@@ -17,6 +17,10 @@ include: "rules/preprocess.smk"
 include: "rules/learn.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+
+
+if workflow.is_main_process:  # not again in every job's own snakemake process
+    warn_about_gaps()
 
 
 rule all:

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
 from msicoloc.synth import write_imzml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_spectra(n_pixels, n_ions, n_noise, rng):

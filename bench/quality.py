@@ -36,12 +36,11 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "scripts"))
-
 from msicoloc.baselines import pearson_vectors, smooth_on_tissue
 from msicoloc.synth import make_patterns, simulate_ions, simulate_spectra, write_imzml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
 
 #: simulate_spectra settings per nuisance level. counts: expected counts of the most abundant
 #: ion at its pattern's maximum (abundances spread over 1.5 decades below it).
@@ -325,6 +324,7 @@ def ablation(names: list[str], seeds: list[int], tag: str = "") -> pd.DataFrame:
     from msicoloc.cluster import knn_spectral_clustering
     from msicoloc.images import read_ion_images
     from msicoloc.metrics import hungarian_accuracy
+    from msicoloc.settings import ClusterSettings
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     sigma0, cluster = config["compare"]["smooth_sigma"], config["cluster"]
@@ -342,14 +342,15 @@ def ablation(names: list[str], seeds: list[int], tag: str = "") -> pd.DataFrame:
                     pixels = pearson_vectors(stack, mask, sigma)
                 else:
                     pixels = smooth_on_tissue(stack, mask, sigma)[:, mask]
-                labels = knn_spectral_clustering(
-                    pixels,
-                    SUITE[name].classes,
-                    n_neighbors=cluster["n_neighbors"],
-                    affinity=change.get("affinity", cluster["affinity"]),
-                    assign_labels=change.get("assign_labels", cluster["assign_labels"]),
-                    random_state=seed,
+                settings = ClusterSettings(
+                    **{
+                        **cluster,
+                        "n_clusters": SUITE[name].classes,
+                        "affinity": change.get("affinity", cluster["affinity"]),
+                        "assign_labels": change.get("assign_labels", cluster["assign_labels"]),
+                    }
                 )
+                labels = knn_spectral_clustering(pixels, settings, random_state=seed)
                 rows.append((name, label, seed, hungarian_accuracy(truth, labels[known])))
     long = pd.DataFrame(rows, columns=["dataset", "variant", "seed", "score"])
     table = long.groupby(["variant", "dataset"])["score"].mean().unstack()

@@ -18,27 +18,28 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
+from msicoloc.settings import SimCLRSettings, from_config, replace
+from msicoloc.step import read_config
 from msicoloc.train import train_simclr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SIMCLR = from_config(SimCLRSettings, read_config(ROOT / "config/config.yaml")[0]["simclr"])
 
 
 def throughput(encoder, image_size, batch_size, n_images, epochs, in_chans, threads):
     rng = np.random.default_rng(0)
     images = rng.gamma(2.0, 1.0, (n_images, 48, 56)).astype(np.float32)
     t0 = time.perf_counter()
-    _, records = train_simclr(
-        images,
-        None,
-        encoder_name=encoder,
+    settings = replace(
+        SIMCLR,
+        encoder=encoder,
         in_chans=in_chans,
         image_size=image_size,
         batch_size=batch_size,
         epochs=epochs,
-        threads=threads,
-        device="cpu",
     )
+    _, records = train_simclr(images, None, settings, seed=0, threads=threads, device="cpu")
     # the first epoch includes one-off costs (allocation, kernel selection): use the rest
     per_epoch = [r["seconds"] for r in records]
     steps = n_images // batch_size

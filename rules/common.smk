@@ -142,6 +142,22 @@ def job_resources(kind):
     return res
 
 
+# Execution-only keys inside science sections (msicoloc.settings.EXECUTION): a rule passes
+# its section without them, so that changing them reruns nothing.
+EXECUTION_KEYS = {"convert": ["chunk_values"]}
+
+
+def settings(section):
+    """A config section as a rule's params: what the step's settings object is built from."""
+    drop = EXECUTION_KEYS.get(section, [])
+    return {key: value for key, value in config[section].items() if key not in drop}
+
+
+def cluster_settings(wildcards):
+    """The cluster section with the data set's number of clusters (the sheet's, if given)."""
+    return {**config["cluster"], "n_clusters": n_clusters(wildcards)}
+
+
 def science_parameters():
     """The settings that decide results, as the report shows them.
 
@@ -151,11 +167,10 @@ def science_parameters():
     """
     keys = ["seed", "convert", "peaks", "ion_images", "simclr", "cluster", "compare"]
     keys += ["self_label", "answer", "evaluate"]
-    shown = {key: config[key] for key in keys}
-    shown["convert"] = {
-        k: v for k, v in config["convert"].items() if k != "chunk_values"
+    return {
+        key: settings(key) if isinstance(config[key], dict) else config[key]
+        for key in keys
     }
-    return shown
 
 
 def all_outputs():
@@ -171,19 +186,9 @@ def all_outputs():
     return outputs
 
 
-# Each data set's chain of outputs, in pipeline order, with the rule that writes each one.
-CHAIN = [
-    ("spectra.h5", "convert"),
-    ("peaks.tsv", "peaks"),
-    ("ion_images.h5", "ion_images"),
-    ("model/simclr.pt", "train_simclr"),
-    ("embeddings.h5", "embed"),
-    ("clusters_sc.tsv", "cluster"),
-    ("clusters_selflabel.tsv", "self_label"),
-    ("clusters.tsv", "answer"),
-    ("metrics.json", "evaluate"),
-    ("report.html", "report"),
-]
+# A data set's steps in pipeline order (the report lists their wall times in this order).
+STEPS = ["convert", "peaks", "ion_images", "train_simclr", "embed", "cluster"]
+STEPS += ["self_label", "answer", "evaluate", "report"]
 
 
 def warn_about_gaps():
@@ -191,22 +196,21 @@ def warn_about_gaps():
 
     This happens when a step fails after a parameter change (its outputs are removed, the
     later ones stay): Snakemake then sees the final outputs as up to date and does not
-    recreate the missing file on its own.
+    recreate the missing file on its own. Called once the rules are defined.
     """
     for name in DATASETS:
-        exists = [Path(f"results/{name}/{path}").exists() for path, _ in CHAIN]
+        chain = [
+            (str(getattr(rules, step).output[0]).format(dataset=name), step)
+            for step in STEPS
+        ]
+        exists = [Path(path).exists() for path, _ in chain]
         if False not in exists:
             continue
         gap = exists.index(False)
-        later = [path for (path, _), there in zip(CHAIN[gap:], exists[gap:]) if there]
+        later = [path for (path, _), there in zip(chain[gap:], exists[gap:]) if there]
         if later:
-            path, rule = CHAIN[gap]
+            path, rule = chain[gap]
             logger.warning(
-                f"dataset {name}: results/{name}/{path} is missing but later results of an "
-                f"earlier run remain ({', '.join(later)}); to redo them: "
-                f"snakemake --forcerun {rule}"
+                f"dataset {name}: {path} is missing but later results of an earlier run "
+                f"remain ({', '.join(later)}); to redo them: snakemake --forcerun {rule}"
             )
-
-
-if workflow.is_main_process:  # not again in every job's own snakemake process
-    warn_about_gaps()

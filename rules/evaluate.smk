@@ -1,6 +1,6 @@
 rule answer:
     input:
-        images="results/{dataset}/ion_images.h5",
+        images=rules.ion_images.output.images,
         selflabel_clusters=rules.self_label.output.clusters,
     output:
         clusters="results/{dataset}/clusters.tsv",
@@ -14,10 +14,9 @@ rule answer:
     resources:
         **job_resources("cpu"),
     params:
-        method=config["answer"]["method"],
-        compare=config["compare"],
-        n_clusters=n_clusters,
-        cluster=config["cluster"],
+        settings=settings("answer"),
+        cluster=cluster_settings,
+        compare=settings("compare"),
         seed=config["seed"],
     script:
         "../scripts/answer.py"
@@ -25,9 +24,9 @@ rule answer:
 
 rule evaluate:
     input:
-        images="results/{dataset}/ion_images.h5",
-        embeddings="results/{dataset}/embeddings.h5",
-        sc_clusters="results/{dataset}/clusters_sc.tsv",
+        images=rules.ion_images.output.images,
+        embeddings=rules.embed.output.embeddings,
+        sc_clusters=rules.cluster.output.clusters,
         selflabel_clusters=rules.self_label.output.clusters,
         clusters=rules.answer.output.clusters,
         annotations=lambda wc: dataset(wc)["annotations"] or [],
@@ -46,20 +45,11 @@ rule evaluate:
     resources:
         **job_resources("cpu"),
     params:
-        annotations=lambda wc: dataset(wc)["annotations"],
-        n_clusters=n_clusters,
-        n_neighbors=config["cluster"]["n_neighbors"],
-        affinity=config["cluster"]["affinity"],
-        eigen_solver=config["cluster"]["eigen_solver"],
-        assign_labels=config["cluster"]["assign_labels"],
-        compare=config["compare"],
-        answer_method=config["answer"]["method"],
+        settings=settings("evaluate"),
+        cluster=cluster_settings,
+        compare=settings("compare"),
+        answer=settings("answer"),
         seed=config["seed"],
-        annotation_tolerance_ppm=config["evaluate"]["annotation_tolerance_ppm"],
-        isotope_tolerance_ppm=config["evaluate"]["isotope_tolerance_ppm"],
-        isotope_charges=config["evaluate"]["isotope_charges"],
-        isotope_min_correlation=config["evaluate"]["isotope_min_correlation"],
-        isotope_max_order=config["evaluate"]["isotope_max_order"],
-        top_n=config["evaluate"]["top_n"],
+        annotations=lambda wc: dataset(wc)["annotations"],
     script:
         "../scripts/evaluate.py"

@@ -5,7 +5,7 @@
 
 rule train_simclr:
     input:
-        images="results/{dataset}/ion_images.h5",
+        images=rules.ion_images.output.images,
     output:
         model="results/{dataset}/model/simclr.pt",
         history="results/{dataset}/model/simclr_history.tsv",
@@ -19,28 +19,16 @@ rule train_simclr:
     resources:
         **job_resources("gpu"),
     params:
-        encoder=config["simclr"]["encoder"],
-        in_chans=config["simclr"]["in_chans"],
-        coord_channels=config["simclr"]["coord_channels"],
-        pretrained=config["simclr"]["pretrained"],
-        image_size=config["simclr"]["image_size"],
-        batch_size=config["simclr"]["batch_size"],
-        epochs=config["simclr"]["epochs"],
-        lr=config["simclr"]["lr"],
-        weight_decay=config["simclr"]["weight_decay"],
-        temperature=config["simclr"]["temperature"],
-        projection_dim=config["simclr"]["projection_dim"],
-        augment=config["simclr"]["augment"],
+        settings=settings("simclr"),
         seed=config["seed"],
-        channels_last=config["simclr"]["channels_last"],
     script:
         "../scripts/train_simclr.py"
 
 
 rule embed:
     input:
-        images="results/{dataset}/ion_images.h5",
-        model="results/{dataset}/model/simclr.pt",
+        images=rules.ion_images.output.images,
+        model=rules.train_simclr.output.model,
     output:
         embeddings="results/{dataset}/embeddings.h5",
     log:
@@ -53,8 +41,7 @@ rule embed:
     resources:
         **job_resources("cpu"),
     params:
-        autoencoder=config["compare"]["autoencoder"],
-        imagenet=config["compare"]["imagenet"],
+        compare=settings("compare"),
         seed=config["seed"],
     script:
         "../scripts/embed.py"
@@ -62,7 +49,7 @@ rule embed:
 
 rule cluster:
     input:
-        embeddings="results/{dataset}/embeddings.h5",
+        embeddings=rules.embed.output.embeddings,
     output:
         clusters="results/{dataset}/clusters_sc.tsv",
     log:
@@ -75,11 +62,7 @@ rule cluster:
     resources:
         **job_resources("cpu"),
     params:
-        n_clusters=n_clusters,
-        n_neighbors=config["cluster"]["n_neighbors"],
-        affinity=config["cluster"]["affinity"],
-        eigen_solver=config["cluster"]["eigen_solver"],
-        assign_labels=config["cluster"]["assign_labels"],
+        settings=cluster_settings,
         seed=config["seed"],
     script:
         "../scripts/cluster.py"
@@ -87,9 +70,9 @@ rule cluster:
 
 rule self_label:
     input:
-        images="results/{dataset}/ion_images.h5",
-        model="results/{dataset}/model/simclr.pt",
-        sc_clusters="results/{dataset}/clusters_sc.tsv",
+        images=rules.ion_images.output.images,
+        model=rules.train_simclr.output.model,
+        sc_clusters=rules.cluster.output.clusters,
     output:
         clusters="results/{dataset}/clusters_selflabel.tsv",
         history="results/{dataset}/model/self_label_history.tsv",
@@ -104,20 +87,8 @@ rule self_label:
     resources:
         **job_resources("gpu"),
     params:
-        batch_size=config["self_label"]["batch_size"],
-        init_epochs=config["self_label"]["init_epochs"],
-        init_lr=config["self_label"]["init_lr"],
-        epochs=config["self_label"]["epochs"],
-        lr=config["self_label"]["lr"],
-        weight_decay=config["self_label"]["weight_decay"],
-        confidence=config["self_label"]["confidence"],
-        confidence_mode=config["self_label"]["confidence_mode"],
-        reassign_confidence=config["self_label"]["reassign_confidence"],
-        class_balanced=config["self_label"]["class_balanced"],
-        freeze_bn=config["self_label"]["freeze_bn"],
-        weak=config["self_label"]["weak"],
-        strong=config["self_label"]["strong"],
-        seed=config["seed"],
+        settings=settings("self_label"),
         channels_last=config["simclr"]["channels_last"],
+        seed=config["seed"],
     script:
         "../scripts/self_label.py"

@@ -13,15 +13,14 @@ rule convert:
     resources:
         **job_resources("cpu"),
     params:
-        mean_bin_ppm=config["convert"]["mean_bin_ppm"],
-        verify_checksum=config["convert"]["verify_checksum"],
+        settings=settings("convert"),
     script:
         "../scripts/convert.py"
 
 
 rule peaks:
     input:
-        spectra="results/{dataset}/spectra.h5",
+        spectra=rules.convert.output.spectra,
         mz_list=lambda wc: mz_list(wc) or [],
     output:
         peaks="results/{dataset}/peaks.tsv",
@@ -34,24 +33,17 @@ rule peaks:
     resources:
         **job_resources("cpu"),
     params:
+        settings=settings("peaks"),
         mz_list=mz_list,
-        snr=config["peaks"]["snr"],
-        min_separation_ppm=config["peaks"]["min_separation_ppm"],
-        min_pixel_share=config["peaks"]["min_pixel_share"],
-        smooth_ppm=config["peaks"]["smooth_ppm"],
-        tolerance_ppm=config["ion_images"]["tolerance_ppm"],
-        noise_window_mz=config["peaks"]["noise_window_mz"],
-        mz_min=config["peaks"]["mz_min"],
-        mz_max=config["peaks"]["mz_max"],
-        max_peaks=config["peaks"]["max_peaks"],
+        ion_images=settings("ion_images"),
     script:
         "../scripts/peaks.py"
 
 
 rule ion_images:
     input:
-        spectra="results/{dataset}/spectra.h5",
-        peaks="results/{dataset}/peaks.tsv",
+        spectra=rules.convert.output.spectra,
+        peaks=rules.peaks.output.peaks,
     output:
         images="results/{dataset}/ion_images.h5",
         montage_png=report(
@@ -68,10 +60,6 @@ rule ion_images:
     resources:
         **job_resources("cpu"),
     params:
-        tolerance_ppm=config["ion_images"]["tolerance_ppm"],
-        normalisation=config["ion_images"]["normalisation"],
-        hotspot_quantile=config["ion_images"]["hotspot_quantile"],
-        mask=config["ion_images"]["mask"],
-        montage_max=config["ion_images"]["montage_max"],
+        settings=settings("ion_images"),
     script:
         "../scripts/ion_images.py"

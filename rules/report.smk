@@ -4,16 +4,16 @@
 
 rule report:
     input:
-        spectra="results/{dataset}/spectra.h5",
-        images="results/{dataset}/ion_images.h5",
-        embeddings="results/{dataset}/embeddings.h5",
-        clusters="results/{dataset}/clusters.tsv",
-        metrics="results/{dataset}/metrics.json",
-        methods_table="results/{dataset}/methods.tsv",
-        isotopes="results/{dataset}/isotopes.tsv",
-        colocalization="results/{dataset}/colocalization.tsv",
-        simclr_history="results/{dataset}/model/simclr_history.tsv",
-        self_label_history="results/{dataset}/model/self_label_history.tsv",
+        spectra=rules.convert.output.spectra,
+        images=rules.ion_images.output.images,
+        embeddings=rules.embed.output.embeddings,
+        clusters=rules.answer.output.clusters,
+        metrics=rules.evaluate.output.metrics,
+        methods_table=rules.evaluate.output.methods_table,
+        isotopes=rules.evaluate.output.isotopes,
+        colocalization=rules.evaluate.output.colocalization,
+        simclr_history=rules.train_simclr.output.history,
+        self_label_history=rules.self_label.output.history,
     output:
         html=report(
             "results/{dataset}/report.html",
@@ -39,14 +39,12 @@ rule report:
         **job_resources("cpu"),
     params:
         benchmarks="results/{dataset}/benchmarks",
+        steps=STEPS,
         parameters=science_parameters(),
         n_clusters=n_clusters,
         mz_list=mz_list,
+        settings=settings("report"),
         seed=config["seed"],
-        percentile=config["report"]["percentile"],
-        max_thumbnails=config["report"]["max_thumbnails"],
-        umap_n_neighbors=config["report"]["umap_n_neighbors"],
-        umap_min_dist=config["report"]["umap_min_dist"],
     script:
         "../scripts/report.py"
 

@@ -1,9 +1,6 @@
 """Write the embedded demo data set: a small synthetic MSI run whose ion classes are known."""
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from msicoloc import synth
 from msicoloc.step import run_step

@@ -1,14 +1,10 @@
 """Write the overview page of all data sets: headline metrics, each linking to its report."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import json
 import logging
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 

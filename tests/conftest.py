@@ -13,7 +13,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-sys.path.insert(0, str(SCRIPTS))
+
+
+def workflow_settings(section: str, **changes):
+    """The settings object the workflow builds from ``config/config.yaml``'s ``section``,
+    with ``changes`` (nested sections take a mapping): tests run the workflow's settings."""
+    from msicoloc.settings import SECTIONS, from_config, replace
+    from msicoloc.step import read_config
+
+    config, _ = read_config(ROOT / "config" / "config.yaml")
+    return replace(from_config(SECTIONS[section], config[section]), **changes)
+
+
+CONVERT = workflow_settings("convert")
 
 
 def write_small_imzml(

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from conftest import workflow_settings
 
-from msicoloc.augment import (
-    PRESETS,
-    SIMCLR,
-    STRONG,
-    WEAK,
-    AugmentParams,
-    augment,
-    fit_mask,
-    fit_square,
-)
+from msicoloc.augment import augment, fit_mask, fit_square
+
+# The workflow's augmentations (config/config.yaml): SimCLR's views, self-labeling's weak and
+# strong views.
+SIMCLR = workflow_settings("simclr").augment
+WEAK = workflow_settings("self_label").weak
+STRONG = workflow_settings("self_label").strong
+PRESETS = {"simclr": SIMCLR, "weak": WEAK, "strong": STRONG}
+
+
+def params(**changes):
+    """SimCLR's augmentations with ``changes``."""
+    return dataclasses.replace(SIMCLR, **changes)
 
 
 def test_fit_square_keeps_aspect_and_pads():
@@ -85,7 +91,7 @@ def test_rotation_turns_image_and_mask_together():
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     r = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2).sqrt()
     disk = (r < 12)[None, None]  # rotation-invariant tissue
-    out = augment(x * disk, disk, AugmentParams(rotation=20.0), torch.Generator().manual_seed(1))
+    out = augment(x * disk, disk, params(rotation=20.0), torch.Generator().manual_seed(1))
     assert out.min() >= 0 and out.max() <= 1
     assert torch.all(out[..., r > 13.5] == 0)
     assert out[..., r < 10].gt(0).float().mean() > 0.5
@@ -103,16 +109,14 @@ def test_augment_is_reproducible_and_varies_per_image():
 
 def test_identity_when_all_strengths_are_zero():
     x, mask = _batch()
-    off = AugmentParams(blur_kernel=1, brightness=0, contrast=0, noise_sigma=(0, 0))
+    off = params(blur_kernel=1, brightness=0, contrast=0, noise_sigma=(0, 0))
     assert torch.equal(augment(x, mask, off, torch.Generator().manual_seed(0)), x)
 
 
 def test_blur_matches_a_gaussian_kernel():
     x = torch.zeros(1, 1, 21, 21)
     x[0, 0, 10, 10] = 1.0
-    p = AugmentParams(
-        blur_kernel=9, blur_sigma=(1.5, 1.5), brightness=0, contrast=0, noise_sigma=(0, 0)
-    )
+    p = params(blur_kernel=9, blur_sigma=(1.5, 1.5), brightness=0, contrast=0, noise_sigma=(0, 0))
     out = augment(x, None, p, torch.Generator().manual_seed(0))[0, 0]
     k = np.exp(-0.5 * (np.arange(-4, 5) / 1.5) ** 2)
     k /= k.sum()
@@ -122,7 +126,7 @@ def test_blur_matches_a_gaussian_kernel():
 
 
 def test_noise_scales_with_signal_level():
-    p = AugmentParams(blur_kernel=1, brightness=0, contrast=0, noise_sigma=(0.2, 0.2))
+    p = params(blur_kernel=1, brightness=0, contrast=0, noise_sigma=(0.2, 0.2))
     zero = torch.zeros(2, 1, 16, 16)
     assert torch.equal(augment(zero, None, p, torch.Generator().manual_seed(0)), zero)
     faint = torch.full((1, 1, 64, 64), 0.06)
@@ -139,7 +143,7 @@ def test_presets_follow_the_reference():
     assert STRONG.blur_sigma == (0.1, 2.0) and STRONG.noise_sigma[1] == 0.4
     assert all(p.zero_off_tissue and p.rotation == 0 for p in PRESETS.values())
     with pytest.raises(ValueError, match="odd"):
-        AugmentParams(blur_kernel=4)
+        params(blur_kernel=4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -152,7 +156,7 @@ def test_augment_on_cuda():
 
 # --- MSI nuisances ----------------------------------------------------------------------------
 
-MSI = AugmentParams(
+MSI = params(
     blur_kernel=0,
     brightness=0.0,
     contrast=0.0,
@@ -185,7 +189,7 @@ def test_msi_nuisances_keep_shape_range_mask_and_are_seeded():
 
 def plain(**kw):
     base = dict(blur_kernel=0, brightness=0.0, contrast=0.0, noise_sigma=(0.0, 0.0))
-    return AugmentParams(**{**base, **kw})
+    return params(**{**base, **kw})
 
 
 def test_contrast_curve_keeps_the_order_of_pixels():
@@ -224,6 +228,6 @@ def test_msi_nuisances_are_off_by_default_and_validated():
     off = plain()
     assert torch.equal(augment(x, m, off, torch.Generator().manual_seed(0)), x)
     with pytest.raises(ValueError):
-        AugmentParams(counts=(0.0, 5.0))
+        params(counts=(0.0, 5.0))
     with pytest.raises(ValueError):
-        AugmentParams(admixture=0.8)
+        params(admixture=0.8)

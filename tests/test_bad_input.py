@@ -81,7 +81,7 @@ def test_checksum_mismatch(tmp_path):
     ibd.write_bytes(bytes(data))
     assert_clean_failure(*convert(path, tmp_path), r"bad\.ibd", "SHA-1", "does not match")
     # the check can be switched off for files whose checksum is known to be stale
-    res, out = convert(path, tmp_path, "--no-verify-checksum")
+    res, out = convert(path, tmp_path, "--convert.verify_checksum", "false")
     assert res.returncode == 0 and out.exists()
 
 
@@ -138,9 +138,8 @@ def test_no_peak_above_threshold(tmp_path):
     res, spectra = convert(path, tmp_path)
     assert res.returncode == 0
     out = tmp_path / "out" / "peaks.tsv"
-    res = run_script(
-        "peaks.py", "--spectra", spectra, "--peaks", out, "--dataset", "mydata", "--snr", "1e9"
-    )
+    args = ["--spectra", spectra, "--peaks", out, "--dataset", "mydata", "--peaks.snr", "1e9"]
+    res = run_script("peaks.py", *args)
     assert_clean_failure(res, out, r"spectra\.h5", "no peak with SNR")
 
 
@@ -245,9 +244,9 @@ def train(tmp_path, images, *extra):
         out,
         "--history",
         out.parent / "history.tsv",
-        "--epochs",
+        "--simclr.epochs",
         "1",
-        "--batch-size",
+        "--simclr.batch_size",
         "8",
         "--dataset",
         "mydata",
@@ -262,9 +261,9 @@ def train(tmp_path, images, *extra):
     [
         ({"constant": True}, [], ["all 20 ion images are constant"]),
         ({"h": 1, "w": 40}, [], ["1 x 40 pixels", "single row"]),
-        ({}, ["--pretrained", "/nonexistent/weights.pt"], ["weights.pt", "not found"]),
+        ({}, ["--simclr.pretrained", "/nonexistent/weights.pt"], ["weights.pt", "not found"]),
         ({}, ["--device", "cuda"], ["device=cuda", "no GPU"]),
-        ({}, ["--encoder", "no_such_net"], ["no_such_net", "not a timm model"]),
+        ({}, ["--simclr.encoder", "no_such_net"], ["no_such_net", "not a timm model"]),
     ],
     ids=["all-zero", "single-row", "missing-weights", "cuda", "encoder"],
 )
@@ -284,7 +283,8 @@ def test_training_with_weights_of_another_encoder(tmp_path):
 
     weights = tmp_path / "resnet18.pt"
     torch.save(timm.create_model("resnet18", num_classes=0, in_chans=1).state_dict(), weights)
-    res, out = train(tmp_path, ion_images(tmp_path / "ion_images.h5"), "--pretrained", weights)
+    images = ion_images(tmp_path / "ion_images.h5")
+    res, out = train(tmp_path, images, "--simclr.pretrained", weights)
     assert_clean_failure(res, out, "resnet18.pt", "does not fit encoder mobilenetv3_small_100")
 
 
@@ -303,7 +303,7 @@ def test_fewer_images_than_clusters(tmp_path):
         emb,
         "--clusters",
         out,
-        "--n-clusters",
+        "--cluster.n_clusters",
         "6",
         "--dataset",
         "mydata",

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import workflow_settings
 
 from msicoloc.baselines import (
     cosine_similarity,
@@ -125,7 +126,7 @@ def test_pca_groups_images_of_one_pattern():
 
 def test_representation_knows_every_classical_method(images):
     stack, mask = images
-    settings = {"smooth_sigma": 1.0, "pca_components": 3, "nmf_components": 3}
+    settings = workflow_settings("compare", smooth_sigma=1.0, pca_components=3, nmf_components=3)
     for name in CLASSICAL:
         assert representation(name, stack, mask, settings, 0).shape[0] == 6
     with pytest.raises(ValueError, match="unknown classical method"):

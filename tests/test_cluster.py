@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import workflow_settings
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
@@ -26,10 +27,16 @@ def blobs(n=150, k=4, seed=0):
     )
 
 
+def spectral(x, n_clusters, random_state=0, **changes):
+    """Spectral clustering with the workflow's cluster settings and ``changes``."""
+    settings = workflow_settings("cluster", n_clusters=n_clusters, **changes)
+    return knn_spectral_clustering(x, settings, random_state=random_state)
+
+
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_recovers_separated_blobs(solver):
     x, y = blobs()
-    labels = knn_spectral_clustering(x, 4, eigen_solver=solver, random_state=0)
+    labels = spectral(x, 4, eigen_solver=solver, random_state=0)
     assert adjusted_rand_score(y, labels) == 1.0
     assert set(labels.tolist()) == {0, 1, 2, 3}
 
@@ -38,14 +45,14 @@ def test_cosine_on_normalised_features_ignores_scale():
     x, _ = blobs()
     scale = np.random.default_rng(0).uniform(0.1, 10, (len(x), 1))
     shifted = x + 30  # make directions, not only positions, differ by blob
-    a = knn_spectral_clustering(shifted, 4, random_state=0)
-    b = knn_spectral_clustering(shifted * scale, 4, random_state=0)
+    a = spectral(shifted, 4, random_state=0)
+    b = spectral(shifted * scale, 4, random_state=0)
     assert np.array_equal(a, b)
 
 
 def test_reproducible_with_a_seed():
     x, _ = make_blobs(300, n_features=10, centers=6, cluster_std=3.0, random_state=1)
-    runs = [knn_spectral_clustering(x, 6, n_neighbors=8, random_state=3) for _ in range(2)]
+    runs = [spectral(x, 6, n_neighbors=8, random_state=3) for _ in range(2)]
     assert np.array_equal(runs[0], runs[1])
     sizes = np.bincount(runs[0])
     assert np.all(np.diff(sizes) <= 0)  # cluster 0 is the largest
@@ -89,15 +96,15 @@ def test_local_scaling_survives_duplicate_features():
 def test_bad_sizes(caplog):
     x, _ = blobs(n=10)
     with pytest.raises(ValueError, match="only 10 ion images for n_clusters=11"):
-        knn_spectral_clustering(x, 11)
+        spectral(x, 11)
     with pytest.raises(ValueError, match="at least 2"):
-        knn_spectral_clustering(x, 1)
+        spectral(x, 1)
     with caplog.at_level(logging.WARNING):
         assert check_cluster_args(10, 3, 10) == 9
     assert "n_neighbors=10" in caplog.text
-    assert len(knn_spectral_clustering(x, 3, n_neighbors=50)) == 10
+    assert len(spectral(x, 3, n_neighbors=50)) == 10
     with pytest.raises(ValueError, match="NaN"):
-        knn_spectral_clustering(np.full((5, 3), np.nan), 2)
+        spectral(np.full((5, 3), np.nan), 2)
 
 
 def test_relabel_by_size():
@@ -115,10 +122,10 @@ from msicoloc.cluster import knn_agreement  # noqa: E402
 @pytest.mark.parametrize("assign", ["kmeans", "discretize", "cluster_qr"])
 def test_every_label_assignment_recovers_blobs(assign):
     x, y = blobs()
-    labels = knn_spectral_clustering(x, 4, random_state=0, assign_labels=assign)
+    labels = spectral(x, 4, random_state=0, assign_labels=assign)
     assert adjusted_rand_score(y, labels) > 0.95
     with pytest.raises(ValueError, match="assign_labels"):
-        knn_spectral_clustering(x, 4, assign_labels="nope")
+        spectral(x, 4, assign_labels="nope")
 
 
 def test_knn_agreement_is_high_inside_and_low_across_clusters():

@@ -3,7 +3,6 @@
 import ast
 import inspect
 import re
-import sys
 
 import jsonschema
 import pytest
@@ -41,7 +40,6 @@ def schema_default(path):
 
 
 def script_main(path):
-    sys.path.insert(0, str(path.parent))
     namespace = {"__name__": "not_main", "__file__": str(path)}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     return namespace["main"]
@@ -112,26 +110,53 @@ def test_scripts_have_no_config_access():
         assert "config" not in names, f"{script.name} reads config; use params"
 
 
-def test_augmentation_presets_equal_schema_defaults():
+def test_schema_config_and_settings_objects_agree():
+    """Each step's settings class names exactly its section's keys (execution-only keys
+    aside), nested sections included, and config.yaml states every key of those sections."""
     import dataclasses
 
-    from msicoloc.augment import SIMCLR, STRONG, WEAK
+    from msicoloc.settings import EXECUTION, SECTIONS
 
-    def leaf_defaults(path):
-        node = SCHEMA
-        for key in path:
-            node = node["properties"][key]
-        return {k: v["default"] for k, v in node["properties"].items()}
+    execution = {path for path in EXECUTION.values()}
 
-    for preset, path in (
-        (SIMCLR, ["simclr", "augment"]),
-        (WEAK, ["self_label", "weak"]),
-        (STRONG, ["self_label", "strong"]),
+    def compare(cls, node, path):
+        keys = {k for k in node["properties"] if (*path, k) not in execution}
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        assert set(fields) == keys, f"{'.'.join(path)}: settings {sorted(fields)} != {sorted(keys)}"
+        hints = __import__("typing").get_type_hints(cls)
+        for name in fields:
+            if dataclasses.is_dataclass(hints[name]):
+                compare(hints[name], node["properties"][name], [*path, name])
+
+    for section, cls in SECTIONS.items():
+        compare(cls, SCHEMA["properties"][section], (section,))
+        assert set(CONFIG[section]) == set(SCHEMA["properties"][section]["properties"]), section
+    for path in EXECUTION.values():  # execution settings exist, with a default
+        assert schema_default(path) is not None, path
+    # the only section that mixes science and execution keys strips the latter in the rules
+    common = (ROOT / "rules/common.smk").read_text()
+    assert 'EXECUTION_KEYS = {"convert": ["chunk_values"]}' in common
+    assert ("convert", "chunk_values") in execution
+
+
+def test_library_takes_settings_and_has_no_science_defaults():
+    """The package's step functions take a settings object; a science setting has no
+    default of its own there (bug: train_simclr defaulted to 64 px and 50 epochs)."""
+    from msicoloc import cluster, peaks, spectra, train
+
+    for fn, name in (
+        (train.train_simclr, "settings"),
+        (train.self_label, "settings"),
+        (train.train_autoencoder, "settings"),
+        (cluster.knn_spectral_clustering, "settings"),
+        (peaks.pick_peaks, "settings"),
+        (spectra.convert, "settings"),
     ):
-        values = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(preset).items()
-        }
-        assert values == leaf_defaults(path), path
+        sig = inspect.signature(fn).parameters
+        assert sig[name].default is inspect.Parameter.empty, fn.__name__
+        science = {"epochs", "image_size", "temperature", "coord_channels", "snr", "n_neighbors"}
+        for key in science & set(sig):  # e.g. the image size a checkpoint was trained at
+            assert sig[key].default is inspect.Parameter.empty, f"{fn.__name__}: {key}"
 
 
 def test_execution_settings_come_from_config_and_device_follows_resources():
@@ -140,7 +165,7 @@ def test_execution_settings_come_from_config_and_device_follows_resources():
 
     from msicoloc.step import _from_snakemake
 
-    def main(images, *, batch_size: int = 256, device: str = "auto", dataset: str = "?"):
+    def main(images, *, inference_batch: int, device: str, dataset: str = "?"):
         """Toy step."""
 
     def smk(resources):
@@ -156,10 +181,9 @@ def test_execution_settings_come_from_config_and_device_follows_resources():
             rule="embed",
         )
 
-    execution = {"batch_size": ("embed", "batch_size"), "device": ("device",)}
-    cpu_job, _ = _from_snakemake(smk({"mem_mb": 4000}), main, ["images"], [], execution)
-    assert cpu_job["batch_size"] == 32 and cpu_job["device"] == "cpu"
-    gpu_job, _ = _from_snakemake(smk({"gpu": 1}), main, ["images"], [], execution)
+    cpu_job, _ = _from_snakemake(smk({"mem_mb": 4000}), main, ["images"], [])
+    assert cpu_job["inference_batch"] == 32 and cpu_job["device"] == "cpu"
+    gpu_job, _ = _from_snakemake(smk({"gpu": 1}), main, ["images"], [])
     assert gpu_job["device"] == "cuda"
 
 

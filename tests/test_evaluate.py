@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import workflow_settings
 
 from msicoloc.evaluate import (
     CLASSICAL_METHODS,
@@ -45,14 +46,10 @@ def test_cluster_all_runs_every_available_method_in_order():
         mask,
         embeddings,
         given,
-        n_clusters=3,
-        compare={"smooth_sigma": 1.0, "pca_components": 4, "nmf_components": 3},
-        cluster={
-            "n_neighbors": 3,
-            "affinity": "local_scaling",
-            "eigen_solver": "arpack",
-            "assign_labels": "kmeans",
-        },
+        workflow_settings(
+            "cluster", n_clusters=3, n_neighbors=3, affinity="local_scaling", eigen_solver="arpack"
+        ),
+        workflow_settings("compare", smooth_sigma=1.0, pca_components=4, nmf_components=3),
         seed=0,
     )
     # no autoencoder or ImageNet features given: those methods are left out, the rest in order

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import write_small_imzml
+from conftest import CONVERT, write_small_imzml
 from pyimzml.ImzMLParser import ImzMLParser
 
 from msicoloc.images import (
@@ -14,7 +14,7 @@ from msicoloc.images import (
     tissue_mask,
     to_stack,
 )
-from msicoloc.io import SpectraFile, convert
+from msicoloc.spectra import SpectraFile, convert
 
 
 def brute_force(path, peak_mz, tol_ppm):
@@ -33,7 +33,7 @@ def brute_force(path, peak_mz, tol_ppm):
 def test_extract_equals_brute_force(tmp_path, mode, max_values):
     src = tmp_path / "d.imzML"
     _coords, spectra = write_small_imzml(src, mode=mode, seed=7)
-    convert(src, tmp_path / "s.h5")
+    convert(src, tmp_path / "s.h5", CONVERT)
     all_mz = np.concatenate([s[0] for s in spectra])
     rng = np.random.default_rng(1)
     # peaks on real centroids (hits), between them (misses), and two overlapping windows

@@ -5,10 +5,11 @@ import itertools
 import h5py
 import numpy as np
 import pytest
-from conftest import write_small_imzml
+from conftest import CONVERT, write_small_imzml
 from pyimzml.ImzMLParser import ImzMLParser
 
-from msicoloc.io import LogGridAccumulator, SpectraFile, chunk_bounds, convert
+from msicoloc.imzml import chunk_bounds
+from msicoloc.spectra import LogGridAccumulator, SpectraFile, convert
 
 
 def reference_spectra(path):
@@ -25,7 +26,7 @@ def test_convert_matches_pyimzml(tmp_path, mode, mz_dtype, int_dtype, max_values
     write_small_imzml(src, mode=mode, mz_dtype=mz_dtype, intensity_dtype=int_dtype, seed=3)
     ref, coords = reference_spectra(src)
     out = tmp_path / "s.h5"
-    convert(src, out, max_values=max_values)
+    convert(src, out, CONVERT, max_values=max_values)
     with SpectraFile(out) as sf:
         assert sf.continuous == (mode == "continuous")
         assert sf.n_pixels == len(ref)
@@ -70,7 +71,7 @@ def test_metadata_pixel_size_and_polarity(tmp_path):
     src = tmp_path / "m.imzML"
     spectra = [(np.array([100.0, 200.0]), np.array([1.0, 2.0]))] * 2
     write_imzml(src, np.array([[1, 1], [2, 1]]), spectra, polarity="negative", pixel_size_um=20.0)
-    info = convert(src, tmp_path / "s.h5")
+    info = convert(src, tmp_path / "s.h5", CONVERT)
     assert info["polarity"] == "negative"
     np.testing.assert_allclose(info["pixel_size_um"], [20.0, 20.0])
 
@@ -103,7 +104,7 @@ def test_streaming_checksum_in_order_gaps_and_out_of_order(tmp_path, processed_f
     import hashlib
 
     from msicoloc import InputError
-    from msicoloc.io import StreamingChecksum, read_index
+    from msicoloc.imzml import StreamingChecksum, read_index
 
     path, _, _ = processed_file
     idx = read_index(path)

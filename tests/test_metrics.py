@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import CONVERT, workflow_settings
 
 from msicoloc.metrics import (
     C13_SHIFT,
@@ -88,15 +89,17 @@ def test_isotopic_recall_by_hand():
 def test_demo_isotope_pairs_are_found(tmp_path):
     """The demo's planted M+1/M+2 pairs, through the real convert/peaks/extract path."""
     from msicoloc.images import extract, normalise, tissue_mask, to_stack
-    from msicoloc.io import SpectraFile, convert
     from msicoloc.peaks import pick_peaks
+    from msicoloc.spectra import SpectraFile, convert
     from msicoloc.synth import DEMO_SIZE, make_dataset
 
     ions = make_dataset(tmp_path / "d.imzML", tmp_path / "a.tsv", seed=0, **DEMO_SIZE)
-    convert(tmp_path / "d.imzML", tmp_path / "s.h5")
+    convert(tmp_path / "d.imzML", tmp_path / "s.h5", CONVERT)
     with SpectraFile(tmp_path / "s.h5") as sf:
         mz, inten, count, kind = sf.mean_spectrum()
-        peaks = pick_peaks(mz, inten, count, sf.n_pixels, kind=kind).mz.to_numpy()
+        settings = workflow_settings("peaks")
+        peaks = pick_peaks(mz, inten, count, sf.n_pixels, settings, kind=kind, tolerance_ppm=10.0)
+        peaks = peaks.mz.to_numpy()
         values = extract(sf, peaks, 10.0)
         tic, rows, cols = sf.pixels("tic"), sf.pixels("row"), sf.pixels("col")
         shape = sf.image_shape

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from conftest import workflow_settings
 
 from msicoloc import InputError
 from msicoloc.models import (
@@ -229,9 +230,11 @@ def test_autoencoder_learns_and_is_seeded():
     yy, xx = np.mgrid[0:20, 0:20]
     a, b = np.exp(-((yy - 5) ** 2 + (xx - 5) ** 2) / 10), np.exp(-((xx - 15) ** 2) / 10)
     stack = np.stack([p + rng.random((20, 20)) * 0.05 for p in (a, b) for _ in range(8)])
-    kw = dict(image_size=16, latent_dim=8, epochs=40, batch_size=8, lr=3e-3, device="cpu")
-    f1 = train_autoencoder(stack, None, seed=0, threads=1, **kw)
-    f2 = train_autoencoder(stack, None, seed=0, threads=1, **kw)
+    settings = workflow_settings(
+        "compare", autoencoder=dict(image_size=16, latent_dim=8, epochs=40, batch_size=8, lr=3e-3)
+    ).autoencoder
+    f1 = train_autoencoder(stack, None, settings, seed=0, threads=1, device="cpu")
+    f2 = train_autoencoder(stack, None, settings, seed=0, threads=1, device="cpu")
     assert f1.shape == (16, 8) and np.array_equal(f1, f2)
     f = f1 / np.linalg.norm(f1, axis=1, keepdims=True)
     sim = f @ f.T

@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, SCRIPTS, run_script, write_small_imzml
+from conftest import CONVERT, ROOT, SCRIPTS, run_script, workflow_settings, write_small_imzml
 
 from msicoloc import report as rp
-from msicoloc.io import convert
+from msicoloc.spectra import convert
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -168,7 +168,7 @@ def test_wall_times_in_pipeline_order(tmp_path):
         )
     (tmp_path / "broken.tsv").write_text("")
     (tmp_path / "report.tsv").write_text(header + "9\t0:00:09\t10\tNA\t1\t1\t1\t1\t1\t1\n")
-    times = rp.wall_times(tmp_path)
+    times = rp.wall_times(tmp_path, ["convert", "peaks", "evaluate", "report"])
     assert times["step"].tolist() == ["convert", "evaluate", "zzz_custom"]
     assert times["seconds"].tolist() == [3.0, 2.0, 1.0]
     assert rp.wall_times(tmp_path / "missing").empty and rp.wall_times(None).empty
@@ -205,7 +205,7 @@ def fake_results(root, *, annotated: bool = True) -> dict:
     (out / "model").mkdir(parents=True)
     (out / "benchmarks").mkdir()
     write_small_imzml(root / "fake.imzML", shape=SHAPE)
-    convert(root / "fake.imzML", out / "spectra.h5")
+    convert(root / "fake.imzML", out / "spectra.h5", CONVERT)
     rng = np.random.default_rng(0)
     labels = np.arange(N_IONS) % 3
     yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
@@ -222,6 +222,7 @@ def fake_results(root, *, annotated: bool = True) -> dict:
         f.attrs.update(normalisation="tic", mask_rule="measured")
     with h5py.File(out / "embeddings.h5", "w") as f:
         f["features"] = (np.eye(3)[labels] + 0.05 * rng.normal(size=(N_IONS, 3))).astype("f4")
+        f["mz"] = mz
         f.attrs.update(torch="0.0-test", encoder="fake", image_size=64)
     pd.DataFrame(
         {"mz": mz, "cluster": labels, "confidence": rng.random(N_IONS), "sc_cluster": labels}
@@ -299,7 +300,8 @@ def build_report(tmp_path, monkeypatch, annotated=True) -> dict:
         **paths,
         parameters={"seed": 0, "cluster": {"n_clusters": 4}},
         benchmarks=paths["html"].parent / "benchmarks",
-        max_thumbnails=3,
+        settings=workflow_settings("report", max_thumbnails=3),
+        seed=0,
         dataset="fake",
     )
     return paths
@@ -335,8 +337,10 @@ def test_report_refuses_mismatched_clusters(tmp_path, monkeypatch):
     table = pd.read_csv(paths["clusters"], sep="\t")
     table.iloc[:-1].to_csv(paths["clusters"], sep="\t", index=False)
     monkeypatch.setattr(rp, "umap_embedding", pca_2d)
-    with pytest.raises(Exception, match="does not match the ion images"):
-        load_step("report").main(**paths, dataset="fake")
+    with pytest.raises(Exception, match=f"not those of the {N_IONS} ion images"):
+        load_step("report").main(
+            **paths, settings=workflow_settings("report"), seed=0, dataset="fake"
+        )
 
 
 def test_summary_links_every_report(tmp_path):
@@ -372,7 +376,7 @@ def test_steps_have_a_command_line():
     for name in ("report.py", "summary.py"):
         res = run_script(name, "--help")
         assert res.returncode == 0, res.stderr
-        assert "--percentile" in res.stdout or "--datasets" in res.stdout
+        assert "--report.percentile" in res.stdout or "--datasets" in res.stdout
 
 
 @pytest.mark.skipif(
@@ -398,11 +402,12 @@ def test_report_renders_offline_in_chromium(tmp_path, monkeypatch):
 
 
 def test_shown_parameters_take_the_data_sets_values():
-    step = load_step("report")
+    from msicoloc.report_data import dataset_parameters
+
     config = {"seed": 0, "cluster": {"n_clusters": 10, "n_neighbors": 5}, "peaks": {"snr": 5}}
-    shown = step.dataset_parameters(config, n_clusters=8, mz_list="my.tsv")
+    shown = dataset_parameters(config, n_clusters=8, mz_list="my.tsv")
     assert shown["cluster"] == {"n_clusters": 8, "n_neighbors": 5}
     assert shown["peaks"] == {"snr": 5, "mz_list": "my.tsv"}
     assert config["cluster"]["n_clusters"] == 10  # the config itself is left alone
-    as_json = step.dataset_parameters(json.dumps(config), n_clusters=None, mz_list=None)
+    as_json = dataset_parameters(json.dumps(config), n_clusters=None, mz_list=None)
     assert as_json == config

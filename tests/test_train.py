@@ -10,22 +10,40 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SCRIPTS, run_script
+from conftest import SCRIPTS, run_script, workflow_settings
 from scipy.ndimage import gaussian_filter
 
 from msicoloc import InputError
+from msicoloc.images import read_ion_images
+from msicoloc.settings import replace
 from msicoloc.train import (
     check_images,
     embed,
     load_encoder,
-    read_ion_images,
     resolve_device,
     self_label,
     train_simclr,
 )
 
-TINY = {"encoder_name": "mobilenetv3_small_050", "image_size": 32}
-FAST = {"batch_size": 16, "device": "cpu", "threads": 2}
+# The workflow's settings, with a smaller network, fewer epochs and smaller batches;
+# coordinate channels off so that the encoder's own layers are compared below.
+SIMCLR = workflow_settings(
+    "simclr", encoder="mobilenetv3_small_050", coord_channels=False, batch_size=16, epochs=2
+)
+FAST = {"device": "cpu", "threads": 2}
+SELF_LABEL = workflow_settings("self_label", batch_size=16)
+
+
+def simclr(images, mask, *, seed, **changes):
+    return train_simclr(images, mask, replace(SIMCLR, **changes), seed=seed, **FAST)
+
+
+def label(encoder, images, mask, sc, *, seed, **changes):
+    """self_label with the workflow's settings and ``changes``, on 32-px images."""
+    settings = replace(SELF_LABEL, **changes)
+    return self_label(
+        encoder, images, mask, sc, settings, image_size=32, seed=seed, channels_last=True, **FAST
+    )
 
 
 def make_stack(n=40, shape=(20, 24), k=4, seed=0):
@@ -52,14 +70,14 @@ def stack():
 @pytest.fixture(scope="module")
 def trained(stack):
     images, mask, _ = stack
-    return train_simclr(images, mask, epochs=2, seed=1, **TINY, **FAST)
+    return simclr(images, mask, seed=1)
 
 
 def test_train_simclr_is_reproducible(stack, trained):
     images, mask, _ = stack
     enc, records = trained
-    again, records2 = train_simclr(images, mask, epochs=2, seed=1, **TINY, **FAST)
-    other, _ = train_simclr(images, mask, epochs=1, seed=2, **TINY, **FAST)
+    again, records2 = simclr(images, mask, seed=1)
+    other, _ = simclr(images, mask, seed=2, epochs=1)
     assert [r["loss"] for r in records] == [r["loss"] for r in records2]
     for (k, a), b in zip(enc.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
@@ -84,10 +102,10 @@ def test_embed(stack, trained):
 def test_self_label_is_reproducible(stack, trained):
     images, mask, truth = stack
     enc, _ = trained
-    kw = {"image_size": 32, "init_epochs": 5, "epochs": 2, "seed": 3, **FAST}
+    kw = {"init_epochs": 5, "epochs": 2, "seed": 3}
     runs = []
     for _ in range(2):
-        runs.append(self_label(_copy(enc), images, mask, truth, **kw))
+        runs.append(label(_copy(enc), images, mask, truth, **kw))
     (l1, c1, r1, m1), (l2, c2, r2, m2) = runs
     assert np.array_equal(l1, l2) and np.array_equal(c1, c2) and r1 == r2
     assert l1.shape == (40,) and l1.dtype == np.int64 and c1.dtype == np.float32
@@ -99,37 +117,36 @@ def test_self_label_is_reproducible(stack, trained):
 
 def test_self_label_keeps_good_labels_with_threshold(stack, trained):
     images, mask, truth = stack
-    labels, _, records, _ = self_label(
+    labels, _, records, _ = label(
         _copy(trained[0]),
         images,
         mask,
         truth,
-        image_size=32,
         init_epochs=200,
         init_lr=1e-2,
         epochs=1,
-        confidence_threshold=0.0,
-        confidence_quantile=None,
+        confidence=0.0,
+        confidence_mode="threshold",
+        reassign_confidence=0.0,
         seed=0,
-        **FAST,
     )
     # a linear classifier on frozen features can fit 40 images: the labels survive
     assert np.mean(labels == truth) > 0.9
     assert records[0]["confident_share"] == 1.0
-    with pytest.raises(ValueError, match="exactly one"):
-        self_label(trained[0], images, mask, truth, confidence_threshold=0.9, **FAST)
+    with pytest.raises(ValueError, match="confidence_mode"):
+        label(trained[0], images, mask, truth, confidence_mode="both", seed=0)
 
 
 def test_reassign_confidence_keeps_unsure_images_in_their_spectral_cluster(stack, trained):
     images, mask, truth = stack
     noisy = truth.copy()
     noisy[::5] = (noisy[::5] + 1) % 4  # wrong spectral labels for the classifier to move
-    kw = {"image_size": 32, "init_epochs": 30, "epochs": 2, "seed": 1, **FAST}
-    free, conf, _, _ = self_label(_copy(trained[0]), images, mask, noisy, **kw)
+    kw = {"init_epochs": 30, "epochs": 2, "seed": 1}
+    free, conf, _, _ = label(_copy(trained[0]), images, mask, noisy, reassign_confidence=0, **kw)
     moved = np.flatnonzero(free != noisy)
     assert len(moved) >= 2
     gate = float(np.median(conf[moved]))
-    gated, gated_conf, _, _ = self_label(
+    gated, gated_conf, _, _ = label(
         _copy(trained[0]), images, mask, noisy, reassign_confidence=gate, **kw
     )
     expected = np.where((free != noisy) & (conf < gate), noisy, free)
@@ -176,7 +193,7 @@ def test_check_images(caplog):
 def test_bad_pretrained_path_is_input_error(stack, tmp_path):
     images, mask, _ = stack
     with pytest.raises(InputError, match="not found"):
-        train_simclr(images, mask, epochs=1, pretrained=str(tmp_path / "no.pt"), **TINY, **FAST)
+        simclr(images, mask, seed=0, epochs=1, pretrained=str(tmp_path / "no.pt"))
 
 
 # --- step scripts ------------------------------------------------------------------------------
@@ -197,18 +214,16 @@ def write_h5(path, images, mask):
         f.attrs["tolerance_ppm"] = 10.0
 
 
-def train_step(tmp_path, h5, **settings):
+def train_step(tmp_path, h5, **changes):
     """Run the train_simclr step on ``h5`` with a tiny encoder, writing into ``tmp_path``."""
     load_step("train_simclr").main(
         images=h5,
         model=tmp_path / "simclr.pt",
         history=tmp_path / "simclr.tsv",
-        encoder="mobilenetv3_small_050",
-        image_size=32,
+        settings=replace(SIMCLR, **changes),
         device="cpu",
         threads=2,
         seed=0,
-        **settings,
     )
 
 
@@ -224,8 +239,13 @@ def test_step_scripts_end_to_end(tmp_path, stack):
         images=h5,
         model=tmp_path / "simclr.pt",
         embeddings=tmp_path / "emb.h5",
-        autoencoder={"image_size": 16, "latent_dim": 8, "epochs": 1, "batch_size": 8, "lr": 1e-3},
-        imagenet={"encoder": "efficientnet_lite0", "weights": None, "image_size": 32},
+        compare=workflow_settings(
+            "compare",
+            autoencoder={"image_size": 16, "latent_dim": 8, "epochs": 1, "batch_size": 8},
+            imagenet={"weights": None},
+        ),
+        seed=0,
+        inference_batch=256,
         device="cpu",
         threads=2,
     )
@@ -240,8 +260,7 @@ def test_step_scripts_end_to_end(tmp_path, stack):
     step.main(
         embeddings=tmp_path / "emb.h5",
         clusters=tmp_path / "sc.tsv",
-        n_clusters=4,
-        n_neighbors=5,
+        settings=workflow_settings("cluster", n_clusters=4, n_neighbors=5),
         seed=0,
     )
     sc = pd.read_csv(tmp_path / "sc.tsv", sep="\t")
@@ -257,9 +276,8 @@ def test_step_scripts_end_to_end(tmp_path, stack):
             images=h5,
             model=tmp_path / "simclr.pt",
             sc_clusters=tmp_path / "sc.tsv",
-            batch_size=16,
-            init_epochs=5,
-            epochs=1,
+            settings=replace(SELF_LABEL, init_epochs=5, epochs=1),
+            channels_last=True,
             **out,
             **common,
         )
@@ -273,18 +291,17 @@ def test_step_scripts_end_to_end(tmp_path, stack):
     assert np.array_equal(table["sc_cluster"], sc["cluster"])
     ckpt = torch.load(outputs[0]["finetuned_model"], weights_only=True)
     assert ckpt["n_clusters"] == 4 and ckpt["head"]["weight"].shape == (4, 1024)
-    cluster = {"n_neighbors": 5, "affinity": "local_scaling", "eigen_solver": "auto"}
-    compare = {"smooth_sigma": 1.0}
+    cluster = workflow_settings("cluster", n_clusters=4, n_neighbors=5, assign_labels="kmeans")
     for method in ("pearson_smooth", "simclr_selflabel"):
         answer = tmp_path / f"answer_{method}.tsv"
         load_step("answer").main(
             images=h5,
             selflabel_clusters=outputs[0]["clusters"],
             clusters=answer,
-            method=method,
-            compare=compare,
-            n_clusters=4,
-            cluster={**cluster, "assign_labels": "kmeans"},
+            settings=workflow_settings("answer", method=method),
+            compare=workflow_settings("compare", smooth_sigma=1.0),
+            cluster=cluster,
+            seed=0,
         )
         got = pd.read_csv(answer, sep="\t")
         assert list(got.columns) == ["mz", "cluster", "confidence", "learned_cluster"]
@@ -314,9 +331,8 @@ def test_every_checkpoint_loads_back_and_gives_the_same_network(tmp_path, stack)
         clusters=tmp_path / "sl.tsv",
         history=tmp_path / "slh.tsv",
         finetuned_model=tmp_path / "sl.pt",
-        batch_size=16,
-        init_epochs=2,
-        epochs=1,
+        settings=replace(SELF_LABEL, init_epochs=2, epochs=1),
+        channels_last=True,
         **common,
     )
     stack_, _, mask_ = read_ion_images(h5)
@@ -356,6 +372,10 @@ def test_self_label_rejects_stale_clusters(tmp_path, stack):
             clusters=tmp_path / "c.tsv",
             history=tmp_path / "h.tsv",
             finetuned_model=tmp_path / "m.pt",
+            settings=SELF_LABEL,
+            channels_last=True,
+            seed=0,
+            device="cpu",
         )
 
 
@@ -365,7 +385,9 @@ def test_cluster_cli_reports_bad_input_in_one_line(tmp_path):
         f.create_dataset("features", data=np.random.default_rng(0).random((5, 8)))
         f.create_dataset("mz", data=np.arange(5.0))
     out = tmp_path / "sc.tsv"
-    res = run_script("cluster.py", "--embeddings", emb, "--clusters", out, "--n-clusters", "6")
+    res = run_script(
+        "cluster.py", "--embeddings", emb, "--clusters", out, "--cluster.n_clusters", "6"
+    )
     assert res.returncode == 1 and not out.exists()
     assert "only 5 ion images for n_clusters=6" in res.stderr
     assert "Traceback" not in res.stderr

@@ -2,10 +2,12 @@
 
 The package is split by dependency so that each step's conda env stays small:
 
-- ``step``     run a step from Snakemake or the command line (stdlib only)
-- ``io``       imzML reading, HDF5 spectra files (numpy, h5py, pyimzml)
-- ``peaks``    peak picking on a mean spectrum (numpy, scipy)
-- ``images``   one-pass ion-image extraction, normalisation, masks (numpy, h5py)
+- ``settings`` one typed settings object per step, built from its config section (stdlib)
+- ``step``     run a step from Snakemake or the command line (stdlib; yaml for the CLI)
+- ``imzml``    imzML index, checks and chunked reading (numpy, pyimzml)
+- ``spectra``  the HDF5 spectra file: :func:`convert` writes it, ``SpectraFile`` reads it
+- ``peaks``    peak picking on a mean spectrum; peaks.tsv (numpy, scipy, pandas)
+- ``images``   one-pass ion-image extraction, normalisation, masks; ion_images.h5 (h5py)
 - ``synth``    synthetic imzML data sets for the demo, tests and benchmarks
 - ``models``, ``augment``, ``cluster``   self-supervised learning (torch, timm, sklearn)
 - ``metrics``, ``report``   evaluation and HTML reports

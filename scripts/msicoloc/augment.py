@@ -11,120 +11,13 @@ images of co-localized molecules; each is off unless its strength is set.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Strengths of the appearance augmentations (images on a [0, 1] scale).
-
-    Parameters
-    ----------
-    blur_kernel
-        Side of the Gaussian blur kernel in pixels (odd); 0 or 1 disables the blur.
-    blur_sigma
-        Range ``(lo, hi)`` of the blur's standard deviation in pixels, drawn per image.
-    brightness
-        Brightness jitter: each image is multiplied by U(1 - b, 1 + b).
-    contrast
-        Contrast jitter: each image's deviation from its tissue mean is scaled by U(1 - c, 1 + c).
-    noise_sigma
-        Range ``(lo, hi)`` of the additive Gaussian noise's standard deviation, drawn per image,
-        before scaling by the image's signal level (see ``noise_reference``).
-    noise_threshold
-        Pixels above this value count as signal when measuring an image's signal level.
-    noise_reference
-        The noise sigma is multiplied by (mean signal) / ``noise_reference``, so that faint
-        images get proportionally faint noise. 0.6 is the reference's 153 on a 0-255 scale.
-    rotation
-        Maximum absolute rotation in degrees (uniform, per image); 0 disables it.
-    zero_off_tissue
-        Set pixels outside the tissue mask back to 0 after the other changes.
-    gamma
-        MSI contrast curve: each image is raised to a power exp(U(-g, g)), a monotone change
-        of how intensity maps to concentration (ionisation efficiency, detector response);
-        0 disables it.
-    admixture
-        Largest share of another image of the batch mixed in, as overlapping ions or
-        in-source fragments do; 0 disables it.
-    background
-        Largest constant on-tissue background added (on the 0-1 scale, then the image is
-        rescaled to stay within it); 0 disables it.
-    counts
-        Range ``(lo, hi)`` of the counts at an image's maximum for Poisson resampling
-        (binomial-thinning-like: the image as if acquired with fewer ions), drawn
-        log-uniformly per image; ``(0, 0)`` disables it.
-    hotspots
-        Largest share of tissue pixels set to the image's maximum (isolated hot pixels);
-        0 disables it.
-    """
-
-    blur_kernel: int = 9
-    blur_sigma: tuple[float, float] = (0.01, 0.75)
-    brightness: float = 0.5
-    contrast: float = 0.5
-    noise_sigma: tuple[float, float] = (0.001, 0.2)
-    noise_threshold: float = 0.02
-    noise_reference: float = 0.6
-    rotation: float = 0.0
-    zero_off_tissue: bool = True
-    gamma: float = 0.0
-    admixture: float = 0.0
-    background: float = 0.0
-    counts: tuple[float, float] = (0.0, 0.0)
-    hotspots: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.blur_kernel > 1 and self.blur_kernel % 2 == 0:
-            raise ValueError(f"blur_kernel must be odd, got {self.blur_kernel}")
-        for name in ("blur_sigma", "noise_sigma"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"{name} must be a range 0 <= lo <= hi, got {(lo, hi)}")
-        if not 0 <= self.brightness < 1 or not 0 <= self.contrast < 1:
-            raise ValueError("brightness and contrast jitter must be in [0, 1)")
-        if self.noise_reference <= 0:
-            raise ValueError("noise_reference must be positive")
-        lo, hi = self.counts
-        if not (lo == hi == 0 or 0 < lo <= hi):
-            raise ValueError(f"counts must be (0, 0) or a range 0 < lo <= hi, got {(lo, hi)}")
-        if self.gamma < 0 or self.background < 0:
-            raise ValueError("gamma and background must be >= 0")
-        if not 0 <= self.admixture <= 0.5 or not 0 <= self.hotspots < 1:
-            raise ValueError("admixture must be in [0, 0.5] and hotspots in [0, 1)")
-
-
-# The reference's "medium" augmentation, used for SimCLR.
-SIMCLR = AugmentParams()
-# Weak and strong views of self-labeling: the weak view gives the pseudo-label.
-WEAK = AugmentParams(blur_sigma=(0.01, 0.75), brightness=0.25, contrast=0.25)
-STRONG = AugmentParams(blur_sigma=(0.1, 2.0), noise_sigma=(0.001, 0.4))
-
-PRESETS = {"simclr": SIMCLR, "weak": WEAK, "strong": STRONG}
-
-
-def augment_params(base: AugmentParams, overrides: dict | None) -> AugmentParams:
-    """``base`` with the strengths given in ``overrides`` (a config mapping) replaced.
-
-    Parameters
-    ----------
-    base
-        Preset whose values stand for the keys that ``overrides`` leaves out.
-    overrides
-        Mapping of field names to values; ranges may be lists (YAML) or tuples.
-    """
-    fields = {f.name for f in dataclasses.fields(AugmentParams)}
-    unknown = sorted(set(overrides or {}) - fields)
-    if unknown:
-        raise ValueError(f"unknown augmentation setting(s) {unknown}; known: {sorted(fields)}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
-    return dataclasses.replace(base, **values)
+from msicoloc.settings import AugmentParams
 
 
 def fit_square(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:

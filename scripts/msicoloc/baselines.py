@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, stats
 
+from msicoloc.settings import CompareSettings
+
 
 def pixel_vectors(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The tissue pixels of every image as one vector: cosine = pixel-vector cosine."""
@@ -128,7 +130,7 @@ CLASSICAL = ("pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace
 
 
 def representation(
-    name: str, images: np.ndarray, mask: np.ndarray, settings: dict, random_state: int
+    name: str, images: np.ndarray, mask: np.ndarray, settings: CompareSettings, random_state: int
 ) -> np.ndarray:
     """Feature vectors of a classical method by name (see :data:`CLASSICAL`).
 
@@ -149,15 +151,15 @@ def representation(
     if name == "pearson":
         return pearson_vectors(images, mask)
     if name == "pearson_smooth":
-        return pearson_vectors(images, mask, settings["smooth_sigma"])
+        return pearson_vectors(images, mask, settings.smooth_sigma)
     if name == "spearman":
         return spearman_vectors(images, mask)
     if name == "metaspace":
         return metaspace_vectors(images, mask)
     if name == "pca":
-        return pca_vectors(images, mask, settings["pca_components"], random_state)
+        return pca_vectors(images, mask, settings.pca_components, random_state)
     if name == "nmf":
-        return nmf_vectors(images, mask, settings["nmf_components"], random_state)
+        return nmf_vectors(images, mask, settings.nmf_components, random_state)
     raise ValueError(f"unknown classical method {name!r}; known: {CLASSICAL}")
 
 

@@ -12,6 +12,7 @@ from sklearn.cluster import SpectralClustering
 from sklearn.neighbors import kneighbors_graph
 
 from msicoloc import InputError
+from msicoloc.settings import ClusterSettings
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +113,10 @@ def knn_graph(
 
 def knn_spectral_clustering(
     features: np.ndarray,
-    n_clusters: int,
+    settings: ClusterSettings,
     *,
-    n_neighbors: int = 10,
-    random_state: int = 0,
+    random_state: int,
     normalize: bool = True,
-    affinity: str = "local_scaling",
-    eigen_solver: str | None = "auto",
-    assign_labels: str = "kmeans",
 ) -> np.ndarray:
     """Cluster feature vectors by spectral clustering of their kNN graph.
 
@@ -127,23 +124,17 @@ def knn_spectral_clustering(
     ----------
     features
         ``(n, d)`` feature vectors, one per ion image.
-    n_clusters
-        Number of clusters.
-    n_neighbors
-        Neighbours per node of the kNN graph (clipped to n - 1 with a warning).
+    settings
+        The ``cluster`` section of the config with the data set's ``n_clusters``: the
+        neighbours per node of the kNN graph (clipped to n - 1 with a warning), its edge
+        weights (``local_scaling`` or ``connectivity``, see :func:`knn_graph`), the eigen
+        solver (``auto`` picks :func:`default_eigen_solver`) and how the spectral embedding
+        becomes labels (``kmeans``: k-means with 10 restarts, Ng-Jordan-Weiss;
+        ``discretize``: Yu-Shi; ``cluster_qr``: deterministic).
     random_state
         Seed of the eigen solver and of the label discretisation.
     normalize
         L2-normalise the features before the cosine kNN search.
-    affinity
-        Edge weights of the kNN graph: ``"local_scaling"`` or ``"connectivity"`` (see
-        :func:`knn_graph`).
-    eigen_solver
-        ``"lobpcg"``, ``"amg"`` (needs pyamg) or ``"arpack"``; ``"auto"`` (or None) picks
-        :func:`default_eigen_solver`.
-    assign_labels
-        How the spectral embedding becomes labels: ``"kmeans"`` (k-means with 10 restarts,
-        Ng-Jordan-Weiss), ``"discretize"`` (Yu-Shi) or ``"cluster_qr"`` (deterministic).
 
     Returns
     -------
@@ -155,7 +146,9 @@ def knn_spectral_clustering(
         raise ValueError(f"features must be (n, d), got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("features contain NaN or infinite values")
-    n_neighbors = check_cluster_args(x.shape[0], n_clusters, n_neighbors)
+    n_clusters, assign_labels = settings.n_clusters, settings.assign_labels
+    eigen_solver, affinity = settings.eigen_solver, settings.affinity
+    n_neighbors = check_cluster_args(x.shape[0], n_clusters, settings.n_neighbors)
     if assign_labels not in ASSIGN_LABELS:
         raise ValueError(f"assign_labels must be one of {ASSIGN_LABELS}, got {assign_labels!r}")
     graph = knn_graph(x, n_neighbors, normalize=normalize, affinity=affinity)
@@ -175,12 +168,6 @@ def knn_spectral_clustering(
     return relabel_by_size(labels)
 
 
-def spectral_settings(cluster: dict) -> dict:
-    """Keyword arguments of :func:`knn_spectral_clustering` from the config's cluster section."""
-    keys = ("n_neighbors", "affinity", "eigen_solver", "assign_labels")
-    return {k: cluster[k] for k in keys}
-
-
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber labels so that 0 is the largest cluster, 1 the next, ... (ties: first seen).
 
@@ -198,24 +185,44 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return new[np.searchsorted(values, labels)]
 
 
-def read_cluster_labels(path, mz: np.ndarray, column: str = "cluster") -> np.ndarray:
-    """Labels from a cluster TSV in the ion images' order; its m/z must be the images' m/z.
+def write_clusters(path, mz: np.ndarray, **columns: np.ndarray) -> None:
+    """Write a cluster table atomically: ``mz`` then ``columns``, one row per ion image.
+
+    This is the one writer of ``clusters_sc.tsv``, ``clusters_selflabel.tsv`` and
+    ``clusters.tsv``. Rows are in ascending m/z, which is also the ion images' order
+    (peaks.tsv is sorted); m/z has 6 decimals, integer columns are ids, other columns
+    4 decimals.
+    """
+    from msicoloc.step import atomic_output
+
+    mz = np.asarray(mz, dtype=float)
+    cells = [[f"{m:.6f}" for m in mz]]
+    for values in columns.values():
+        values = np.asarray(values)
+        fmt = "{:d}" if np.issubdtype(values.dtype, np.integer) else "{:.4f}"
+        cells.append([fmt.format(v.item()) for v in values])
+    order = np.argsort(mz, kind="stable")
+    rows = ["\t".join(col[i] for col in cells) + "\n" for i in order]
+    with atomic_output(path) as tmp:
+        tmp.write_text("\t".join(["mz", *columns]) + "\n" + "".join(rows))
+
+
+def read_clusters(path, mz: np.ndarray) -> pd.DataFrame:
+    """Read a table of :func:`write_clusters`, checked against the ion images' m/z.
 
     Parameters
     ----------
     path
-        TSV with columns ``mz`` (6 decimals) and ``column``.
+        TSV with a column ``mz`` and at least ``cluster``.
     mz
-        m/z of the ion images, in their order.
-    column
-        Which label column to read.
+        m/z of the ion images, in their (ascending) order.
     """
     try:
         table = pd.read_csv(path, sep="\t")
     except Exception as err:
         raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
-    if not {"mz", column} <= set(table.columns):
-        raise InputError(path, f"needs columns mz and {column}")
+    if not {"mz", "cluster"} <= set(table.columns):
+        raise InputError(path, "needs columns mz and cluster")
     # the TSV rounds m/z to 6 decimals: anything further off is another peak list
     if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=1e-6):
         raise InputError(
@@ -223,10 +230,14 @@ def read_cluster_labels(path, mz: np.ndarray, column: str = "cluster") -> np.nda
             f"its {len(table)} m/z values are not those of the "
             f"{len(mz)} ion images (stale clustering?)",
         )
-    labels = table[column].to_numpy()
-    if labels.min() < 0:
+    if table["cluster"].min() < 0:
         raise InputError(path, "negative cluster ids")
-    return labels.astype(np.int64)
+    return table
+
+
+def read_cluster_labels(path, mz: np.ndarray) -> np.ndarray:
+    """The ``cluster`` column of :func:`read_clusters`, as int64."""
+    return np.array(read_clusters(path, mz)["cluster"], dtype=np.int64)
 
 
 def knn_agreement(features: np.ndarray, labels: np.ndarray, n_neighbors: int) -> np.ndarray:

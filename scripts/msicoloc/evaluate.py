@@ -8,10 +8,13 @@ pipeline of Hu et al. (SimCLR, spectral clustering, self-labeling) and the workf
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
+import pandas as pd
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from msicoloc.baselines import representation
-from msicoloc.cluster import knn_spectral_clustering, spectral_settings
+from msicoloc.baselines import cosine_similarity, nearest_neighbours, representation
+from msicoloc.cluster import knn_agreement, knn_spectral_clustering
+from msicoloc.metrics import find_isotopes, isotopic_recall, scores
+from msicoloc.settings import ClusterSettings, CompareSettings, EvaluateSettings
 
 #: Method key -> name shown to users; "answer" is clusters.tsv.
 METHODS = {
@@ -57,10 +60,9 @@ def cluster_all(
     mask: np.ndarray,
     embeddings: dict[str, np.ndarray],
     given: dict[str, np.ndarray],
+    cluster: ClusterSettings,
+    compare: CompareSettings,
     *,
-    n_clusters: int,
-    compare: dict,
-    cluster: dict,
     seed: int,
 ) -> dict[str, np.ndarray]:
     """Labels of every method in :data:`METHODS` order.
@@ -74,12 +76,10 @@ def cluster_all(
         without installed weights) is left out.
     given
         Labels computed by earlier steps: simclr_sc, simclr_selflabel, answer.
-    n_clusters
-        Number of clusters for every method.
+    cluster
+        Spectral clustering settings and the number of clusters, the same for every method.
     compare
         The config's compare section (classical settings).
-    cluster
-        Spectral clustering settings: n_neighbors, affinity, eigen_solver, assign_labels.
     seed
         Seed of the spectral clusterings and of PCA/NMF.
     """
@@ -94,10 +94,33 @@ def cluster_all(
             features = embeddings[EMBEDDING_METHODS[key]]
         else:
             continue
-        labels[key] = knn_spectral_clustering(
-            features, n_clusters, random_state=seed, **spectral_settings(cluster)
-        )
+        labels[key] = knn_spectral_clustering(features, cluster, random_state=seed)
     return labels
+
+
+def answer_clusters(
+    method: str,
+    images: np.ndarray,
+    mask: np.ndarray,
+    learned: pd.DataFrame,
+    cluster: ClusterSettings,
+    compare: CompareSettings,
+    *,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The workflow's answer (labels, confidence) by ``answer.method``.
+
+    ``pearson_smooth``: spectral clustering of smoothed Pearson correlation, confidence =
+    share of an ion's nearest neighbours in its cluster; ``simclr_selflabel``: the learned
+    pipeline's clusters and classifier probabilities (``learned``, clusters_selflabel.tsv).
+    """
+    if method == "simclr_selflabel":
+        return learned["cluster"].to_numpy(np.int64), learned["confidence"].to_numpy(float)
+    if method != "pearson_smooth":
+        raise ValueError(f"answer.method must be one of {list(ANSWER_SOURCE)}, got {method!r}")
+    features = representation("pearson_smooth", images, mask, compare, seed)
+    labels = knn_spectral_clustering(features, cluster, random_state=seed)
+    return labels, knn_agreement(features, labels, cluster.n_neighbors)
 
 
 def agreement(labels: dict[str, np.ndarray], reference: str = "answer") -> dict[str, float]:
@@ -126,3 +149,81 @@ def disagreement(labels: dict[str, np.ndarray], reference: str = "answer") -> np
         union = (same | same_ref).sum(axis=1)
         scores.append(1 - np.where(union > 0, inter / np.maximum(union, 1), 1.0))
     return np.mean(scores, axis=0) if scores else np.zeros(len(ref))
+
+
+def method_rows(
+    labels: dict[str, np.ndarray],
+    isotopes: pd.DataFrame,
+    truth: np.ndarray | None,
+    n_clusters: int,
+) -> dict[str, dict]:
+    """Per method: isotopic recall, cluster sizes and, with annotations, the scores."""
+    rows = {}
+    for name, lab in labels.items():
+        row = {
+            "isotopic_recall": isotopic_recall(isotopes, lab),
+            "cluster_sizes": np.bincount(lab, minlength=n_clusters).tolist(),
+        }
+        if truth is not None:
+            known = np.array([t is not None for t in truth])
+            row.update(scores(truth[known].astype(str), lab[known]))
+        rows[name] = row
+    return rows
+
+
+def best_methods(rows: dict[str, dict]) -> dict[str, str]:
+    """The best method by each score the answer has (NaN counts as worst)."""
+
+    def sortable(value: float | None) -> float:
+        return -np.inf if value is None or np.isnan(value) else value
+
+    keys = ("purity", "hungarian_accuracy", "ari", "nmi", "isotopic_recall")
+    return {
+        key: max(rows, key=lambda m: sortable(rows[m][key]))
+        for key in keys
+        if key in rows["answer"]
+    }
+
+
+def silhouette(features: np.ndarray, labels: np.ndarray) -> float:
+    """Cosine silhouette of a clustering (NaN for a single cluster)."""
+    if len(set(labels)) < 2:
+        return float("nan")
+    return float(silhouette_score(features, labels, metric="cosine"))
+
+
+def stability(features: np.ndarray, labels: np.ndarray, cluster: ClusterSettings, seed: int):
+    """ARI between ``labels`` and a clustering of the same features with the next seed."""
+    again = knn_spectral_clustering(features, cluster, random_state=seed + 1)
+    return float(adjusted_rand_score(labels, again))
+
+
+def colocalization_table(
+    mz: np.ndarray, features: np.ndarray, answer: np.ndarray, top_n: int
+) -> pd.DataFrame:
+    """Each ion's ``top_n`` nearest ions by cosine of ``features`` (colocalization.tsv)."""
+    idx, sim = nearest_neighbours(cosine_similarity(features), top_n)
+    return pd.DataFrame(
+        {
+            "mz": np.repeat(mz, idx.shape[1]),
+            "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
+            "neighbour_mz": mz[idx].ravel(),
+            "cosine": sim.ravel(),
+            "same_cluster": (answer[idx] == answer[:, None]).ravel(),
+        }
+    )
+
+
+def isotope_pairs(
+    mz: np.ndarray, images: np.ndarray, mask: np.ndarray, settings: EvaluateSettings
+) -> pd.DataFrame:
+    """13C isotope pairs among the ion images (see :func:`msicoloc.metrics.find_isotopes`)."""
+    return find_isotopes(
+        mz,
+        images,
+        mask,
+        tolerance_ppm=settings.isotope_tolerance_ppm,
+        charges=tuple(settings.isotope_charges),
+        min_correlation=settings.isotope_min_correlation,
+        max_order=settings.isotope_max_order,
+    )

@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 
 from msicoloc import InputError
-from msicoloc.io import Chunk, SpectraFile, overlapped
+from msicoloc.imzml import Chunk
+from msicoloc.spectra import SpectraFile, overlapped
 
 Normalisation = Literal["tic", "rms", "none"]
 MaskMethod = Literal["auto", "otsu", "measured"]
@@ -46,6 +47,31 @@ def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     elif mask.shape != images.shape[1:]:
         raise InputError(path, f"mask {mask.shape} does not match images {images.shape[1:]}")
     return images, mz, mask
+
+
+def ion_image_attrs(path: str | os.PathLike[str]) -> dict:
+    """The attributes of an ion_images.h5 (extraction settings, mask rule, source file)."""
+    with h5py.File(path, "r") as f:
+        return dict(f.attrs)
+
+
+def write_ion_images(
+    path: str | os.PathLike[str],
+    stack: np.ndarray,
+    mz: np.ndarray,
+    mask: np.ndarray,
+    clip_value: np.ndarray,
+    **attrs: object,
+) -> None:
+    """Write ion_images.h5 (read back by :func:`read_ion_images`) atomically."""
+    from msicoloc.step import atomic_output
+
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("images", data=stack, chunks=(1, *stack.shape[1:]))
+        h5.create_dataset("mz", data=mz)
+        h5.create_dataset("mask", data=mask)
+        h5.create_dataset("clip_value", data=clip_value)
+        h5.attrs.update(attrs)
 
 
 def window_edges(mz: np.ndarray, tolerance_ppm: float) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from msicoloc import C13_SHIFT
+from msicoloc import C13_SHIFT, InputError
 
 
 def contingency(labels_true, labels_pred) -> np.ndarray:
@@ -81,6 +81,23 @@ def match_annotations(
     for j, i in best.items():
         labels[i] = ann_label[j]
     return labels
+
+
+def read_annotations(path, peak_mz: np.ndarray, tolerance_ppm: float) -> tuple[np.ndarray, int]:
+    """Annotation labels of the peaks from a TSV with columns ``mz`` and ``label``.
+
+    Returns the labels (None where no annotation matches, see :func:`match_annotations`) and
+    the number of annotation rows.
+    """
+    ann = pd.read_csv(path, sep="\t")
+    if not {"mz", "label"} <= set(ann.columns):
+        raise InputError(path, "annotations need columns 'mz' and 'label'")
+    truth = match_annotations(
+        peak_mz, ann["mz"].to_numpy(float), ann["label"].astype(str).to_numpy(), tolerance_ppm
+    )
+    if not any(t is not None for t in truth):
+        raise InputError(path, "no annotated m/z matches a peak")
+    return truth, len(ann)
 
 
 def image_correlation(

@@ -13,10 +13,14 @@ spectrum around the maximum.
 from __future__ import annotations
 
 import bisect
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter1d
+
+from msicoloc import InputError
+from msicoloc.settings import PeakSettings
 
 PEAK_COLUMNS = ["mz", "intensity", "snr", "pixel_share"]
 
@@ -33,6 +37,24 @@ def smooth(mz: np.ndarray, intensity: np.ndarray, sigma_ppm: float) -> np.ndarra
         return intensity.astype(float)
     sigma_bins = sigma_ppm / float(np.median(ppm_step(mz)))
     return gaussian_filter1d(intensity.astype(float), sigma_bins, mode="constant")
+
+
+def data_window_ppm(mz: np.ndarray, kind: str, tolerance_ppm: float) -> float:
+    """Half window (ppm) of a peak on this m/z axis: ``tolerance_ppm``, unless the axis is a
+    native one sampled more coarsely than that.
+
+    ppm settings assume high resolution. A low-resolution profile spectrum (TOF-class, e.g.
+    0.3 Da steps at m/z 800, about 375 ppm) has peaks a few samples wide: a 10 ppm window
+    then holds at most one sample, misses the apex when the centroid lies between samples,
+    and the peak's noise cannot be told from its neighbours'. There the window becomes 1.5
+    sampling steps (the apex and one sample each side), from the coarsest step of the axis.
+    """
+    if kind != "native" or len(mz) < 3:
+        return float(tolerance_ppm)
+    step = np.diff(mz) / mz[:-1] * 1e6
+    if np.median(step) <= tolerance_ppm:
+        return float(tolerance_ppm)
+    return float(max(tolerance_ppm, 1.5 * np.quantile(step, 0.99)))
 
 
 def local_maxima(values: np.ndarray) -> np.ndarray:
@@ -77,16 +99,10 @@ def pick_peaks(
     intensity: np.ndarray,
     pixel_count: np.ndarray,
     n_pixels: int,
+    settings: PeakSettings,
     *,
-    kind: str = "ppm_grid",
-    snr: float = 5.0,
-    min_separation_ppm: float = 10.0,
-    min_pixel_share: float = 0.01,
-    smooth_ppm: float = 2.0,
-    tolerance_ppm: float = 10.0,
-    noise_window_mz: float = 25.0,
-    mz_range: tuple[float | None, float | None] = (None, None),
-    max_peaks: int | None = None,
+    kind: str,
+    tolerance_ppm: float,
 ) -> pd.DataFrame:
     """Pick peaks on a mean spectrum.
 
@@ -97,55 +113,52 @@ def pick_peaks(
         (centroids) with signal there.
     n_pixels:
         Number of pixels in the data set, to turn counts into shares.
+    settings:
+        The ``peaks`` section of the config (snr, separation, smoothing, noise window,
+        m/z range, maximum number).
     kind:
         ``ppm_grid`` (histogram of centroids: a peak's pixel count is the sum over its window)
         or ``native`` (continuous axis: the count at the peak's best point).
-    snr:
-        Minimum (height - local median) / local noise of the smoothed spectrum.
-    min_separation_ppm:
-        Of two peaks closer than this, only the higher is kept.
-    min_pixel_share:
-        Minimum share of pixels in which the peak is present.
-    smooth_ppm:
-        Gaussian sigma, in ppm, applied before looking for maxima.
     tolerance_ppm:
-        Half window around a peak used for its centroid m/z and its pixel count.
-    noise_window_mz:
-        Width of the m/z windows in which noise is estimated.
-    mz_range:
-        Only peaks within [low, high] m/z (None = open).
-    max_peaks:
-        Keep only the highest N peaks (None = all that pass).
+        Half window around a peak used for its centroid m/z and its pixel count (the ion
+        images' window).
 
     Returns
     -------
     DataFrame with columns mz, intensity, snr, pixel_share, sorted by m/z.
     """
+    snr, min_pixel_share = settings.snr, settings.min_pixel_share
     mz = np.asarray(mz, dtype=float)
     intensity = np.asarray(intensity, dtype=float)
     if len(mz) < 3:
         return pd.DataFrame(columns=PEAK_COLUMNS)
-    sm = smooth(mz, intensity, smooth_ppm)
+    sm = smooth(mz, intensity, settings.smooth_ppm)
     cand = local_maxima(sm)
     all_max = cand
-    lo, hi = mz_range
+    lo, hi = settings.mz_min, settings.mz_max
     if lo is not None:
         cand = cand[mz[cand] >= lo]
     if hi is not None:
         cand = cand[mz[cand] <= hi]
     if len(cand) == 0:
         return pd.DataFrame(columns=PEAK_COLUMNS)
-    base, noise = local_noise(mz[all_max], sm[all_max], mz[cand], noise_window_mz)
+    window_ppm = data_window_ppm(mz, kind, tolerance_ppm)
+    reference = all_max
+    if window_ppm > tolerance_ppm:
+        # Coarse profile data: peaks are dense and most local maxima are real, so the noise
+        # comes from the valleys between them (baseline and its scatter) instead.
+        reference = local_maxima(sm.max() - sm)
+    base, noise = local_noise(mz[reference], sm[reference], mz[cand], settings.noise_window_mz)
     cand_snr = (sm[cand] - base) / noise
     keep = cand_snr >= snr
     cand, cand_snr = cand[keep], cand_snr[keep]
 
-    centroid, share = window_stats(mz, intensity, pixel_count, cand, tolerance_ppm, kind)
+    centroid, share = window_stats(mz, intensity, pixel_count, cand, window_ppm, kind)
     share = share / n_pixels
     keep = share >= min_pixel_share
     cand, cand_snr, centroid, share = cand[keep], cand_snr[keep], centroid[keep], share[keep]
 
-    chosen = suppress_neighbours(centroid, sm[cand], min_separation_ppm)
+    chosen = suppress_neighbours(centroid, sm[cand], settings.min_separation_ppm)
     table = pd.DataFrame(
         {
             "mz": centroid[chosen],
@@ -154,8 +167,8 @@ def pick_peaks(
             "pixel_share": np.minimum(share[chosen], 1.0),
         }
     )
-    if max_peaks is not None and len(table) > max_peaks:
-        table = table.nlargest(max_peaks, "intensity")
+    if settings.max_peaks is not None and len(table) > settings.max_peaks:
+        table = table.nlargest(settings.max_peaks, "intensity")
     return table.sort_values("mz", ignore_index=True)
 
 
@@ -208,21 +221,21 @@ def peaks_at(
     intensity: np.ndarray,
     pixel_count: np.ndarray,
     n_pixels: int,
+    settings: PeakSettings,
     *,
-    kind: str = "ppm_grid",
-    smooth_ppm: float = 2.0,
-    tolerance_ppm: float = 10.0,
-    noise_window_mz: float = 25.0,
+    kind: str,
+    tolerance_ppm: float,
 ) -> pd.DataFrame:
     """Describe user-given m/z values like picked peaks (no filtering, the user decides)."""
     targets = np.sort(np.asarray(targets, dtype=float))
-    sm = smooth(mz, intensity, smooth_ppm)
+    sm = smooth(mz, intensity, settings.smooth_ppm)
     near = np.clip(np.searchsorted(mz, targets), 0, len(mz) - 1)
+    tolerance_ppm = data_window_ppm(mz, kind, tolerance_ppm)
     _, share = window_stats(mz, intensity, pixel_count, near, tolerance_ppm, kind)
     maxima = local_maxima(sm)
     if len(maxima) == 0:
         maxima = np.arange(len(sm))
-    base, noise = local_noise(mz[maxima], sm[maxima], targets, noise_window_mz)
+    base, noise = local_noise(mz[maxima], sm[maxima], targets, settings.noise_window_mz)
     tol = targets * tolerance_ppm * 1e-6
     a = np.searchsorted(mz, targets - tol)
     b = np.searchsorted(mz, targets + tol, side="right")
@@ -235,3 +248,38 @@ def peaks_at(
             "pixel_share": np.minimum(share / n_pixels, 1.0),
         }
     )
+
+
+def read_mz_list(path: Path) -> np.ndarray:
+    """m/z values from a TSV (or .csv) with an ``mz`` column, or a headerless single column."""
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    try:
+        table = pd.read_csv(path, sep=sep, dtype=str)
+    except Exception as err:
+        raise InputError(path, f"cannot read the m/z list ({err})") from None
+    if "mz" in table.columns:
+        column = table["mz"]
+    elif table.shape[1] == 1:  # no header: the first line is a value too
+        column = pd.concat([pd.Series(table.columns), table.iloc[:, 0]], ignore_index=True)
+    else:
+        raise InputError(path, "m/z list needs a column named 'mz'")
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    if len(values) == 0 or not np.isfinite(values).all() or (values <= 0).any():
+        raise InputError(path, "m/z list must hold positive numbers only (column 'mz')")
+    return values
+
+
+def write_peaks(table: pd.DataFrame, path: Path) -> None:
+    """Write peaks.tsv (columns :data:`PEAK_COLUMNS`, ascending m/z) atomically."""
+    from msicoloc.step import atomic_output
+
+    with atomic_output(path) as tmp:
+        table[PEAK_COLUMNS].to_csv(tmp, sep="\t", index=False, float_format="%.6f")
+
+
+def read_peaks(path: Path) -> np.ndarray:
+    """The peak m/z values of a peaks.tsv."""
+    mz = pd.read_csv(path, sep="\t")["mz"].to_numpy(dtype=float)
+    if len(mz) == 0:
+        raise InputError(path, "no peaks to extract")
+    return mz

@@ -35,18 +35,6 @@ OFF_TISSUE = "#d9d9d9"
 UNANNOTATED = "#bbbbbb"
 #: The method the report is about (the workflow's answer); see scripts/evaluate.py.
 FINAL_METHOD = "answer"
-#: Pipeline order of the steps in the wall-time table.
-STEP_ORDER = [
-    "convert",
-    "peaks",
-    "ion_images",
-    "train_simclr",
-    "embed",
-    "cluster",
-    "self_label",
-    "evaluate",
-    "report",
-]
 #: The one external link a report may hold: the method's paper (a link, never loaded).
 PAPER_URL = "https://doi.org/10.1039/D1SC04077D"
 PAPER = "Hu, Bindu & Laskin, Chem. Sci. 2022, 13, 90"
@@ -531,9 +519,12 @@ def isotope_table(isotopes: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
     return out.sort_values(["mono_mz", "order"], kind="stable").reset_index(drop=True)
 
 
-def wall_times(benchmarks: Path | None, exclude: Iterable[str] = ("report",)) -> pd.DataFrame:
+def wall_times(
+    benchmarks: Path | None, steps: Sequence[str] = (), exclude: Iterable[str] = ("report",)
+) -> pd.DataFrame:
     """Wall seconds and peak memory of each step from Snakemake benchmark files.
 
+    Rows follow ``steps`` (the workflow's pipeline order; other steps after them, by name).
     A benchmark file has one row per repeat; repeats are averaged (memory: maximum).
     Missing folder or files give an empty table. ``exclude``: steps left out (the report's
     own file is still being written, or is a previous run's).
@@ -559,7 +550,7 @@ def wall_times(benchmarks: Path | None, exclude: Iterable[str] = ("report",)) ->
         )
     if not rows:
         return pd.DataFrame(columns=["step", "seconds", "max_rss_mb"])
-    order = {s: i for i, s in enumerate(STEP_ORDER)}
+    order = {s: i for i, s in enumerate(steps)}
     table = pd.DataFrame(rows)
     rank = table["step"].map(lambda s: order.get(s, len(order)))
     return table.assign(_rank=rank).sort_values(["_rank", "step"]).drop(columns="_rank")
@@ -688,3 +679,17 @@ def external_urls(text: str, allowed: Iterable[str] = (PAPER_URL,)) -> list[str]
         if url.startswith("//") or re.match(r"^[a-z][a-z0-9+.-]*:", url, re.I):
             found.append(url)
     return found
+
+
+def duration(seconds: float) -> str:
+    """12.3 s, 4 min 26 s or 1:02:03."""
+    if not np.isfinite(seconds):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    return (
+        f"{minutes // 60}:{minutes % 60:02d}:{sec:02d}"
+        if minutes >= 60
+        else f"{minutes} min {sec:02d} s"
+    )

@@ -1,14 +1,18 @@
 """Run a workflow step from Snakemake's ``script:`` directive or from the command line.
 
-A step script defines ``main(...)`` with typed, documented keyword arguments and ends with::
+A step script defines ``main(...)`` with typed keyword arguments and ends with::
 
     if __name__ == "__main__":
-        run_step(main, inputs=["imzml"], outputs=["h5"])
+        run_step(main, inputs=["imzml"], outputs=["spectra"])
 
-Under Snakemake, file arguments come from the rule's named ``input:``/``output:``, every
-other argument from ``params:`` (same names), ``dataset`` from the wildcard, ``threads`` from
-the rule and logging goes to ``log[0]``. From a shell, the same arguments are ``--options``
-built from ``main``'s signature, so ``python scripts/x.py --help`` documents the step.
+Arguments typed with a settings class of :mod:`msicoloc.settings` take a whole config
+section. Under Snakemake, file arguments come from the rule's named ``input:``/``output:``,
+settings and other values from ``params:`` (same names), execution-only values
+(:data:`msicoloc.settings.EXECUTION`) from the config, ``dataset`` from the wildcard,
+``threads`` from the rule, and logging goes to ``log[0]``. From a shell, the same arguments
+are options: one per settings field (``--simclr.epochs 20``), with the defaults and help of
+``config/config.yaml`` (or ``--configfile``), so ``python scripts/x.py --help`` documents the
+step with the workflow's own settings.
 
 Whatever the caller, bad input (:class:`msicoloc.InputError`) ends the step with one line
 naming the data set, the file and the problem, and no output is left behind.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -28,34 +33,27 @@ import sys
 import time
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from msicoloc import InputError
+from msicoloc.settings import EXECUTION, from_config
 
 log = logging.getLogger("msicoloc")
 
-# Arguments filled from the execution context rather than from params.
-_CONTEXT_ARGS = {"dataset", "threads"}
+#: The workflow's config, whose values are the command line's defaults.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 
 
-def run_step(
-    main: Callable[..., object],
-    *,
-    inputs: Sequence[str],
-    outputs: Sequence[str],
-    execution: Mapping[str, Sequence[str]] | None = None,
-) -> None:
+def run_step(main: Callable[..., object], *, inputs: Sequence[str], outputs: Sequence[str]) -> None:
     """Call ``main`` with arguments from Snakemake or ``sys.argv``; exit 1 on failure.
 
-    ``execution`` names the arguments that only say *how* to compute (memory bounds, batch
-    sizes, the device), each with its path in the config. Under Snakemake they are read from
-    the config, not from ``params``, so changing them never reruns a step; and ``device``
-    follows the rule's resources: a rule that asked for no GPU runs on the CPU.
+    A ``device`` argument follows the rule's resources under Snakemake: a job that asked
+    for no GPU runs on the CPU, whatever the config says.
     """
     smk = sys.modules["__main__"].__dict__.get("snakemake")
     if smk is not None:
-        kwargs, log_file = _from_snakemake(smk, main, inputs, outputs, execution or {})
+        kwargs, log_file = _from_snakemake(smk, main, inputs, outputs)
     else:
         kwargs, log_file = _from_argv(main, inputs, outputs)
     _setup_logging(log_file)
@@ -129,98 +127,160 @@ def _setup_logging(log_file: str | None) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _step_params(main: Callable[..., object]) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(main).parameters)
+def _settings_class(hint: object) -> type | None:
+    """The settings class of an argument's type hint, or None."""
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
-def _from_snakemake(smk, main, inputs, outputs, execution) -> tuple[dict, str | None]:
+def _lookup(config: dict, path: Sequence[str]) -> object:
+    for key in path:
+        config = config[key]
+    return config
+
+
+def _from_snakemake(smk, main, inputs, outputs) -> tuple[dict, str | None]:
     kwargs: dict[str, object] = {}
-    for name, path in execution.items():
-        value = smk.config
-        for key in path:
-            value = value[key]
-        kwargs[name] = value
-    if "device" in kwargs and not int(getattr(smk.resources, "gpu", 0) or 0):
-        kwargs["device"] = "cpu"  # the job holds no GPU: it must not take one
-    for name in inputs:
-        kwargs[name] = Path(smk.input[name])
-    for name in outputs:
-        kwargs[name] = Path(smk.output[name])
-    for name, par in _step_params(main).items():
-        if name in kwargs:
-            continue
-        if name == "dataset":
+    hints = typing.get_type_hints(main)
+    for name, par in inspect.signature(main).parameters.items():
+        if name in inputs:
+            kwargs[name] = Path(smk.input[name])
+        elif name in outputs:
+            kwargs[name] = Path(smk.output[name])
+        elif name == "dataset":
             kwargs[name] = smk.wildcards.get("dataset", "?")
         elif name == "threads":
             kwargs[name] = int(smk.threads)
+        elif name in EXECUTION:
+            kwargs[name] = _lookup(smk.config, EXECUTION[name])
         elif hasattr(smk.params, name):
-            kwargs[name] = getattr(smk.params, name)
+            value = getattr(smk.params, name)
+            cls = _settings_class(hints.get(name))
+            kwargs[name] = from_config(cls, value) if cls else value
         elif par.default is inspect.Parameter.empty:
             raise TypeError(f"rule {smk.rule}: params has no '{name}' for {main.__module__}")
+    if "device" in kwargs and not int(getattr(smk.resources, "gpu", 0) or 0):
+        kwargs["device"] = "cpu"  # the job holds no GPU: it must not take one
     log_file = str(smk.log[0]) if len(smk.log) else None
     return kwargs, log_file
 
 
 def _from_argv(main, inputs, outputs) -> tuple[dict, str | None]:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--configfile", type=Path, default=DEFAULT_CONFIG)
+    config_path = pre.parse_known_args()[0].configfile
+    config, helps = read_config(config_path)
     doc = inspect.getdoc(main) or ""
-    helps = _param_help(doc)
     parser = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Defaults and help come from the config file; see config/config.yaml.",
+    )
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="YAML",
+        help=f"config whose values are the defaults (default: {config_path})",
     )
     hints = typing.get_type_hints(main)
-    for name, par in _step_params(main).items():
+    settings: dict[str, type] = {}
+    for name, par in inspect.signature(main).parameters.items():
         flag = "--" + name.replace("_", "-")
-        help_ = helps.get(name, " ")
+        cls = _settings_class(hints.get(name))
         if name in inputs or name in outputs:
-            parser.add_argument(
-                flag, dest=name, type=Path, required=True, metavar="PATH", help=help_
-            )
+            parser.add_argument(flag, dest=name, type=Path, required=True, metavar="PATH")
         elif name == "dataset":
-            parser.add_argument(flag, dest=name, default="cli", help="data set id used in messages")
+            parser.add_argument(flag, dest=name, default="cli", help="data set id in messages")
         elif name == "threads":
-            parser.add_argument(flag, dest=name, type=int, default=os.cpu_count() or 1, help=help_)
+            parser.add_argument(flag, dest=name, type=int, default=os.cpu_count() or 1)
+        elif cls is not None:
+            settings[name] = cls
+            section = _lookup(config, [cls.SECTION])
+            for f in dataclasses.fields(cls):
+                key = f"{cls.SECTION}.{f.name}"
+                hint = typing.get_type_hints(cls)[f.name]
+                _add_typed(
+                    parser,
+                    f"--{key}",
+                    f"{name}.{f.name}",
+                    hint,
+                    section[f.name],
+                    helps.get(key, " "),
+                )
         else:
-            _add_typed(parser, flag, name, hints.get(name, str), par.default, help_)
+            # execution settings and top-level keys (seed) default to the config's values
+            path = EXECUTION.get(name) or ((name,) if name in config else None)
+            default = _lookup(config, path) if path else par.default
+            key = ".".join(path) if path else name
+            _add_typed(parser, flag, name, hints.get(name, str), default, helps.get(key, " "))
     parser.add_argument("--log", default=None, metavar="PATH", help="also write the log here")
     ns = vars(parser.parse_args())
-    log_file = ns.pop("log")
-    return ns, log_file
+    ns.pop("configfile")
+    log_file = ns.pop("log", None)
+    kwargs = {k: v for k, v in ns.items() if "." not in k}
+    for name, cls in settings.items():
+        values = {k.split(".", 1)[1]: v for k, v in ns.items() if k.startswith(name + ".")}
+        try:
+            kwargs[name] = from_config(cls, values)
+        except (TypeError, ValueError) as err:
+            parser.error(f"--{cls.SECTION}.*: {err}")
+    return kwargs, log_file
 
 
-def _add_typed(parser, flag, name, hint, default, help_) -> None:
-    required = default is inspect.Parameter.empty
-    kw: dict[str, object] = {"dest": name, "help": help_}
-    if not required:
-        kw["default"] = default
-    else:
+def _add_typed(parser, flag, dest, hint, default, help_) -> None:
+    kw: dict[str, object] = {"dest": dest, "help": help_}
+    if default is inspect.Parameter.empty:
         kw["required"] = True
+    else:
+        kw["default"] = default
+        kw["help"] = f"{help_.strip()} (default: {default})"
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
         hint, origin, args = args[0], typing.get_origin(args[0]), typing.get_args(args[0])
     if hint is bool:
-        kw["action"] = argparse.BooleanOptionalAction
+        kw["type"] = _parse_bool
+        kw["metavar"] = "{true,false}"
     elif origin is typing.Literal:
         kw["choices"] = list(args)
+        kw["type"] = type(args[0])
     elif origin in (list, tuple):
         kw["nargs"] = "*"
         kw["type"] = args[0] if args else str
+    elif dataclasses.is_dataclass(hint) or hint is dict or origin is dict:
+        # a nested section, e.g. --simclr.augment '{"brightness": 0.3}' (keys left out keep
+        # the config's values)
+        kw["type"] = _json_update(default)
+        kw["metavar"] = "JSON"
     elif origin in (typing.Union, types.UnionType):
-        # e.g. ``bool | str``: accept the text and let main interpret it
-        kw["type"] = _parse_scalar
+        kw["type"] = _parse_scalar  # e.g. ``bool | str``: let the settings interpret it
     elif hint in (int, float, str, Path):
         kw["type"] = hint
-    elif hint is dict or origin is dict:
-        kw["type"] = json.loads  # e.g. --augment '{"brightness": 0.3}'
-        kw["metavar"] = "JSON"
+    if "metavar" not in kw and "choices" not in kw:
+        kw["metavar"] = dest.split(".")[-1].upper()
     parser.add_argument(flag, **kw)
+
+
+def _json_update(default):
+    def parse(text: str) -> dict:
+        return {**(default or {}), **json.loads(text)}
+
+    return parse
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return low == "true"
 
 
 def _parse_scalar(text: str) -> object:
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
+    if low in ("null", "none"):
+        return None
     for cast in (int, float):
         try:
             return cast(text)
@@ -229,23 +289,26 @@ def _parse_scalar(text: str) -> object:
     return text
 
 
-def _param_help(doc: str) -> dict[str, str]:
-    """Map argument names to their one-paragraph descriptions in a numpydoc docstring."""
+def read_config(path: str | os.PathLike[str]) -> tuple[dict, dict[str, str]]:
+    """A config file's values, and the comment beside each key (dotted path -> text).
+
+    The comments of ``config/config.yaml`` are the one description of each setting; the
+    command line shows them as help.
+    """
+    import yaml  # only the command line needs it
+
+    text = Path(path).read_text()
+    config = yaml.safe_load(text) or {}
     helps: dict[str, str] = {}
-    current = None
-    in_params = False
-    for line in doc.splitlines():
-        if re.fullmatch(r"Parameters\s*", line):
-            in_params = True
+    stack: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        m = re.match(r"( *)([A-Za-z_]\w*):(.*)$", line)
+        if not m:
             continue
-        if not in_params or re.fullmatch(r"-+\s*", line):
-            continue
-        if re.fullmatch(r"[A-Z][A-Za-z ]+", line.strip()) and not line.startswith(" "):
-            break  # next section
-        m = re.fullmatch(r"(\w+)\s*(:.*)?", line)
-        if m:
-            current = m.group(1)
-            helps[current] = ""
-        elif current and line.strip():
-            helps[current] = (helps[current] + " " + line.strip()).strip()
-    return helps
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        if " #" in rest:
+            helps[".".join(k for _, k in stack)] = rest.split(" #", 1)[1].strip()
+    return config, helps

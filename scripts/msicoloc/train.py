@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from msicoloc import InputError
-from msicoloc.augment import SIMCLR, STRONG, WEAK, AugmentParams, augment, fit_mask, fit_square
-from msicoloc.images import read_ion_images  # noqa: F401  (re-exported for the steps)
+from msicoloc.augment import augment, fit_mask, fit_square
 from msicoloc.models import (
     ClusterClassifier,
     ConvAutoencoder,
@@ -32,6 +31,12 @@ from msicoloc.models import (
     input_channels,
     nt_xent_loss,
     prepare_input,
+)
+from msicoloc.settings import (
+    AugmentParams,
+    AutoencoderSettings,
+    SelfLabelSettings,
+    SimCLRSettings,
 )
 
 log = logging.getLogger(__name__)
@@ -208,6 +213,16 @@ def encoder_checkpoint(
     }
 
 
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict) -> None:
+    """Write a checkpoint of :func:`encoder_checkpoint` atomically (see :func:`load_encoder`)."""
+    from msicoloc.step import atomic_output
+
+    # Saved through a file object: torch then names the archive "archive" instead of after
+    # the (random) temporary file, so the same weights give the same bytes.
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+
+
 def load_encoder(path: str | os.PathLike[str], *, initial: bool = False) -> tuple[nn.Module, dict]:
     """Rebuild an encoder from a checkpoint of :func:`encoder_checkpoint`.
 
@@ -252,23 +267,11 @@ def load_encoder(path: str | os.PathLike[str], *, initial: bool = False) -> tupl
 def train_simclr(
     images: np.ndarray,
     mask: np.ndarray | None,
+    settings: SimCLRSettings,
     *,
-    encoder_name: str = "mobilenetv3_small_100",
-    in_chans: int = 1,
-    pretrained: bool | str = False,
-    coord_channels: bool = False,
-    image_size: int = 64,
-    batch_size: int = 64,
-    epochs: int = 50,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-6,
-    temperature: float = 0.5,
-    projection_dim: int = 128,
-    augment_params: AugmentParams = SIMCLR,
-    seed: int = 0,
+    seed: int,
     device: str = "auto",
     threads: int | None = None,
-    channels_last: bool = True,
     recalibrate: bool = True,
     log_epoch: EpochLogger | None = None,
 ) -> tuple[nn.Module, list[dict]]:
@@ -280,38 +283,15 @@ def train_simclr(
         ``(n, H, W)`` non-negative ion images, 0 off-tissue.
     mask
         ``(H, W)`` bool tissue mask, or None.
-    encoder_name
-        timm model name.
-    in_chans
-        Encoder input channels (1, or 3 to copy gray to RGB).
-    pretrained
-        Initial weights: False (random), True (timm hub) or a local file path.
-    coord_channels
-        Give the encoder two coordinate channels (see :class:`msicoloc.models.CoordEncoder`).
-    image_size
-        Side of the square the images are fitted into.
-    batch_size
-        Images per step (clipped to n); the incomplete last batch is dropped.
-    epochs
-        Passes over the images.
-    lr
-        Adam learning rate, annealed to 0 with a cosine schedule over all steps.
-    weight_decay
-        Adam weight decay.
-    temperature
-        NT-Xent temperature.
-    projection_dim
-        Output width of the projection head.
-    augment_params
-        Augmentation strengths for both views.
+    settings
+        The ``simclr`` section of the config. The batch is clipped to n; the incomplete
+        last batch of an epoch is dropped; the learning rate is cosine-annealed to 0.
     seed
         Seed of the initial weights, the augmentations and the shuffling.
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     threads
         CPU threads for torch (None keeps torch's setting).
-    channels_last
-        Use the channels-last memory layout (faster convolutions on CPU).
     recalibrate
         After training, re-estimate batch-norm statistics on the original images (see
         :func:`recalibrate_batch_norm`).
@@ -324,14 +304,17 @@ def train_simclr(
         The trained encoder (on the CPU, eval mode) and per-epoch records with keys
         ``epoch``, ``loss``, ``lr``, ``seconds``.
     """
+    s = settings
+    in_chans, image_size, batch_size, epochs = s.in_chans, s.image_size, s.batch_size, s.epochs
+    channels_last, augment_params = s.channels_last, s.augment
     dev = resolve_device(device)
     if images.shape[0] < 2:
         raise InputError("images", "SimCLR needs at least 2 ion images")
     with reproducible(seed, threads, dev) as gen:
         encoder = build_encoder(
-            encoder_name, in_chans=in_chans, pretrained=pretrained, coord_channels=coord_channels
+            s.encoder, in_chans=in_chans, pretrained=s.pretrained, coord_channels=s.coord_channels
         )
-        head = ProjectionHead(feature_dim(encoder), projection_dim)
+        head = ProjectionHead(feature_dim(encoder), s.projection_dim)
         encoder.to(dev)
         head.to(dev)
         if channels_last:
@@ -340,7 +323,7 @@ def train_simclr(
         n = x_all.shape[0]
         steps_per_epoch = n // min(batch_size, n)
         params = list(encoder.parameters()) + list(head.parameters())
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt = torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
             opt, T_max=max(1, epochs * steps_per_epoch)
         )
@@ -359,7 +342,7 @@ def train_simclr(
                 # One forward pass for both views: batch norm sees all 2B images.
                 z = head(encoder(_channels_last(prepare_input(views, in_chans), channels_last)))
                 z1, z2 = z.chunk(2)
-                loss = nt_xent_loss(z1, z2, temperature)
+                loss = nt_xent_loss(z1, z2, s.temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -469,12 +452,8 @@ def embed(
 def train_autoencoder(
     images: np.ndarray,
     mask: np.ndarray | None,
+    settings: AutoencoderSettings,
     *,
-    image_size: int,
-    latent_dim: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
     seed: int,
     device: str = "auto",
     threads: int | None = None,
@@ -489,12 +468,9 @@ def train_autoencoder(
     ----------
     images, mask
         ``(n, H, W)`` ion images and the ``(H, W)`` tissue mask (or None).
-    image_size
-        Side of the squares (a multiple of 8).
-    latent_dim
-        Width of the bottleneck.
-    epochs, batch_size, lr
-        Optimisation.
+    settings
+        The ``compare.autoencoder`` section of the config (image size, a multiple of 8;
+        bottleneck width; optimisation).
     seed
         Seeds the initial weights and the batch order.
     device, threads
@@ -505,13 +481,14 @@ def train_autoencoder(
     numpy.ndarray
         float32 ``(n, latent_dim)``.
     """
+    image_size, epochs, batch_size = settings.image_size, settings.epochs, settings.batch_size
     dev = resolve_device(device)
     with reproducible(seed, threads, dev) as gen:
         x_all, m = _to_device(images, mask, image_size, dev)
         peak = x_all.amax(dim=(1, 2, 3), keepdim=True)
         x_all = x_all / torch.where(peak > 0, peak, torch.ones_like(peak))
-        model = ConvAutoencoder(image_size, latent_dim).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        model = ConvAutoencoder(image_size, settings.latent_dim).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
         steps = max(1, epochs * len(_batches(len(x_all), batch_size, gen, dev)))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
         weight = m.float() / m.float().mean().clamp_min(1e-6)
@@ -585,26 +562,14 @@ def self_label(
     images: np.ndarray,
     mask: np.ndarray | None,
     sc_labels: np.ndarray,
+    settings: SelfLabelSettings,
     *,
+    image_size: int,
+    seed: int,
+    channels_last: bool,
     n_clusters: int | None = None,
-    image_size: int = 64,
-    batch_size: int = 64,
-    init_epochs: int = 20,
-    init_lr: float = 1e-3,
-    epochs: int = 15,
-    lr: float = 1e-4,
-    weight_decay: float = 1e-6,
-    confidence_threshold: float | None = None,
-    confidence_quantile: float | None = 0.4,
-    reassign_confidence: float = 0.0,
-    weak: AugmentParams = WEAK,
-    strong: AugmentParams = STRONG,
-    class_balanced: bool = True,
-    freeze_bn: bool = True,
-    seed: int = 0,
     device: str = "auto",
     threads: int | None = None,
-    channels_last: bool = True,
     log_epoch: EpochLogger | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict], ClusterClassifier]:
     """Refine spectral-clustering labels by self-labeling (SCAN-style fine-tuning).
@@ -624,42 +589,17 @@ def self_label(
         ``(H, W)`` tissue mask, or None.
     sc_labels
         ``(n,)`` spectral-clustering labels in ``0..n_clusters-1``.
-    n_clusters
-        Number of classes; None means ``max(sc_labels) + 1``.
+    settings
+        The ``self_label`` section of the config: the linear classifier's epochs and
+        learning rate, then the fine-tuning's, the confidence cut (a threshold on the
+        weak view's max softmax, the paper's 0.9, or a quantile of the batch's, the
+        reference code's 0.4), ``reassign_confidence`` (an image leaves its spectral cluster
+        only at this probability; 0 takes the classifier's label everywhere), the class
+        balancing, frozen batch norm and the weak/strong augmentations.
     image_size
         Side of the square, as in SimCLR training.
-    batch_size
-        Images per step (clipped to n); the incomplete last batch is dropped.
-    init_epochs
-        Epochs of the linear classifier on frozen features.
-    init_lr
-        Adam learning rate of the linear classifier.
-    epochs
-        Self-labeling epochs of the whole network (0: keep the initial classifier).
-    lr
-        Adam learning rate of self-labeling, cosine-annealed.
-    weight_decay
-        Adam weight decay.
-    confidence_threshold
-        Keep images whose weak-view max softmax is at least this (the paper's 0.9).
-        Exclusive with ``confidence_quantile``.
-    confidence_quantile
-        Keep images whose weak-view max softmax is at least this quantile of the batch's
-        (the reference code's 0.4).
-    reassign_confidence
-        An image leaves its spectral cluster only if the final classifier gives the new
-        cluster at least this probability; otherwise it keeps its spectral label. 0 takes
-        the classifier's label everywhere (the reference); a high value (0.9) makes
-        self-labeling correct only what it is sure of.
-    weak, strong
-        Augmentations of the pseudo-label view and of the trained view.
-    class_balanced
-        Weight each pseudo-class by the inverse of its frequency among a batch's confident
-        images, so that large clusters do not swallow small ones.
-    freeze_bn
-        Keep batch-norm layers in inference mode while fine-tuning (their scale and shift
-        still learn): the classifier was fitted on features computed that way, and batch
-        statistics of small, strongly augmented batches would shift them.
+    n_clusters
+        Number of classes; None means ``max(sc_labels) + 1``.
     seed
         Seed of the classifier initialisation, augmentations and shuffling.
     device
@@ -667,7 +607,7 @@ def self_label(
     threads
         CPU threads for torch (None keeps torch's setting).
     channels_last
-        Use the channels-last memory layout.
+        Use the channels-last memory layout (simclr.channels_last).
     log_epoch
         Called with each self-labeling epoch's record.
 
@@ -679,8 +619,12 @@ def self_label(
         per-epoch records (``epoch``, ``loss``, ``confident_share``), and the trained network
         (on the CPU, eval mode).
     """
-    if (confidence_threshold is None) == (confidence_quantile is None):
-        raise ValueError("set exactly one of confidence_threshold and confidence_quantile")
+    s = settings
+    batch_size = s.batch_size
+    if s.confidence_mode not in ("threshold", "quantile"):
+        raise ValueError(f"confidence_mode must be threshold or quantile, not {s.confidence_mode}")
+    threshold = s.confidence if s.confidence_mode == "threshold" else None
+    quantile = s.confidence if s.confidence_mode == "quantile" else None
     sc = np.asarray(sc_labels, dtype=np.int64)
     n = images.shape[0]
     if sc.shape != (n,):
@@ -694,7 +638,7 @@ def self_label(
         in_chans = input_channels(encoder)
         x_all, m = _to_device(images, mask, image_size, dev)
         y_all = torch.as_tensor(sc, device=dev)
-        _init_classifier(model, x_all, y_all, in_chans, batch_size, init_epochs, init_lr, gen)
+        _init_classifier(model, x_all, y_all, in_chans, batch_size, s.init_epochs, s.init_lr, gen)
         if channels_last:
             model.encoder.to(memory_format=torch.channels_last)
         records = _fine_tune(
@@ -704,15 +648,15 @@ def self_label(
             in_chans,
             gen,
             batch_size=batch_size,
-            epochs=epochs,
-            lr=lr,
-            weight_decay=weight_decay,
-            threshold=confidence_threshold,
-            quantile=confidence_quantile,
-            weak=weak,
-            strong=strong,
-            class_balanced=class_balanced,
-            freeze_bn=freeze_bn,
+            epochs=s.epochs,
+            lr=s.lr,
+            weight_decay=s.weight_decay,
+            threshold=threshold,
+            quantile=quantile,
+            weak=s.weak,
+            strong=s.strong,
+            class_balanced=s.class_balanced,
+            freeze_bn=s.freeze_bn,
             channels_last=channels_last,
             log_epoch=log_epoch,
         )
@@ -721,7 +665,7 @@ def self_label(
         model.to("cpu", memory_format=torch.contiguous_format)
     probs = probs.cpu().numpy()
     labels = probs.argmax(axis=1)
-    unsure = (labels != sc) & (probs.max(axis=1) < reassign_confidence)
+    unsure = (labels != sc) & (probs.max(axis=1) < s.reassign_confidence)
     labels[unsure] = sc[unsure]
     confidence = probs[np.arange(n), labels]
     return labels.astype(np.int64), confidence, records, model
@@ -828,7 +772,7 @@ def _class_weights(target: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def save_history(records: list[dict], path: Path, columns: list[str]) -> None:
-    """Write per-epoch records as a TSV with fixed float formatting.
+    """Write per-epoch records as a TSV with fixed float formatting, atomically.
 
     Parameters
     ----------
@@ -846,4 +790,7 @@ def save_history(records: list[dict], path: Path, columns: list[str]) -> None:
             v = rec[c]
             cells.append(str(v) if isinstance(v, int) else f"{v:.6g}")
         lines.append("\t".join(cells))
-    path.write_text("\n".join(lines) + "\n")
+    from msicoloc.step import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")

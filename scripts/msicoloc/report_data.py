@@ -1,0 +1,109 @@
+"""The report's inputs, read once and cross-checked: one :class:`Run` per data set."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msicoloc.cluster import read_clusters
+from msicoloc.embeddings import read_embeddings
+from msicoloc.images import ion_image_attrs, read_ion_images
+from msicoloc.spectra import SpectraFile
+
+
+@dataclass
+class Run:
+    """Everything the report shows, read once from the step's inputs."""
+
+    dataset: str
+    spectra_attrs: dict
+    mean_mz: np.ndarray
+    mean_intensity: np.ndarray
+    mean_kind: str
+    mean_bin_ppm: float
+    stack: np.ndarray
+    mz: np.ndarray
+    mask: np.ndarray
+    image_attrs: dict
+    features: np.ndarray
+    embed_attrs: dict
+    clusters: pd.DataFrame
+    labels: np.ndarray
+    n_clusters: int
+    metrics: dict
+    methods: pd.DataFrame
+    isotopes: pd.DataFrame
+    simclr_history: pd.DataFrame
+    self_label_history: pd.DataFrame
+
+    @property
+    def pixel_size_um(self) -> np.ndarray:
+        size = np.asarray(self.spectra_attrs.get("pixel_size_um", [np.nan, np.nan]), float)
+        return size if size.shape == (2,) else np.array([np.nan, np.nan])
+
+
+def dataset_parameters(
+    parameters: dict | str | None, *, n_clusters: int | None, mz_list: str | None
+) -> dict:
+    """The config sections to show, with the values the sample sheet set for this data set."""
+    shown = json.loads(parameters) if isinstance(parameters, str) else dict(parameters or {})
+    for section, key, value in (
+        ("cluster", "n_clusters", n_clusters),
+        ("peaks", "mz_list", mz_list),
+    ):
+        if value is not None:  # None: not given (command line), keep the config's value
+            shown[section] = {**shown.get(section, {}), key: value}
+    return shown
+
+
+def load_run(
+    dataset: str,
+    spectra: Path,
+    images: Path,
+    embeddings: Path,
+    clusters: Path,
+    metrics: Path,
+    methods_table: Path,
+    isotopes: Path,
+    simclr_history: Path,
+    self_label_history: Path,
+) -> Run:
+    """Read and cross-check the inputs (the ion order must agree everywhere)."""
+    with SpectraFile(spectra) as sf:
+        mean_mz, mean_int, _, kind = sf.mean_spectrum()
+        attrs = dict(sf.attrs)
+        bin_ppm = float(sf.h5["mean_spectrum"].attrs.get("bin_ppm", 0.0))
+    stack, mz, mask = read_ion_images(images)
+    image_attrs = ion_image_attrs(images)
+    _, features, embed_attrs = read_embeddings(embeddings, mz)
+    features = features["features"]
+    table = read_clusters(clusters, mz)
+    labels = table["cluster"].to_numpy(int)
+    scores = json.loads(Path(metrics).read_text())
+    n_clusters = max(int(scores.get("n_clusters", 0)), int(labels.max()) + 1)
+    return Run(
+        dataset=dataset,
+        spectra_attrs=attrs,
+        mean_mz=mean_mz,
+        mean_intensity=mean_int,
+        mean_kind=kind,
+        mean_bin_ppm=bin_ppm,
+        stack=stack,
+        mz=mz,
+        mask=mask,
+        image_attrs=image_attrs,
+        features=features,
+        embed_attrs=embed_attrs,
+        clusters=table,
+        labels=labels,
+        n_clusters=n_clusters,
+        metrics=scores,
+        methods=pd.read_csv(methods_table, sep="\t"),
+        isotopes=pd.read_csv(isotopes, sep="\t"),
+        simclr_history=pd.read_csv(simclr_history, sep="\t"),
+        self_label_history=pd.read_csv(self_label_history, sep="\t"),
+    )
