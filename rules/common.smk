@@ -207,7 +207,12 @@ def warn_about_gaps():
         if False not in exists:
             continue
         gap = exists.index(False)
-        later = [path for (path, _), there in zip(chain[gap:], exists[gap:]) if there]
+        prefix = f"results/{name}/"
+        later = [
+            path.removeprefix(prefix)
+            for (path, _), there in zip(chain[gap:], exists[gap:])
+            if there
+        ]
         if later:
             path, rule = chain[gap]
             logger.warning(

@@ -1,11 +1,8 @@
 """Evaluate every method side by side: annotations, isotopes, agreement with the answer."""
 
-import json
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
@@ -18,11 +15,14 @@ from msicoloc.evaluate import (
     best_methods,
     cluster_all,
     colocalization_table,
-    disagreement,
     isotope_pairs,
     method_rows,
     silhouette,
     stability,
+    write_metrics,
+)
+from msicoloc.evaluate import (
+    methods_table as methods_frame,
 )
 from msicoloc.images import read_ion_images
 from msicoloc.metrics import read_annotations
@@ -92,20 +92,11 @@ def main(
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
         log.info("%-32s %s", METHODS[name], shown)
     coloc = colocalization_table(mz, feats["features"], labels["answer"], settings.top_n)
-    table = pd.DataFrame({"mz": mz, **labels, "disagreement": disagreement(labels)})
-    if truth is not None:
-        table["annotation"] = truth
-    with atomic_output(metrics) as tmp:
-        tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+    table = methods_frame(mz, labels, truth)
+    write_metrics(metrics, report)
     for frame, path in ((iso, isotopes), (coloc, colocalization), (table, methods_table)):
         with atomic_output(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value))
 
 
 if __name__ == "__main__":

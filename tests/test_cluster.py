@@ -13,6 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from msicoloc.cluster import (
     check_cluster_args,
+    fill_empty_clusters,
     knn_graph,
     knn_spectral_clustering,
     relabel_by_size,
@@ -135,3 +136,35 @@ def test_knn_agreement_is_high_inside_and_low_across_clusters():
     assert agree.mean() > 0.95
     shuffled = np.random.default_rng(0).permutation(y)
     assert knn_agreement(x, shuffled, 5).mean() < 0.5
+
+
+def test_missing_clusters_are_filled_by_splitting_the_largest(caplog):
+    """K requested means K non-empty (bug: 15 asked, 10 or 5 non-empty came back)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([c + rng.normal(size=(20, 5)) for c in rng.normal(size=(3, 5)) * 20])
+    labels = np.repeat([0, 2, 5], 20)  # ids 1, 3 and 4 empty
+    with caplog.at_level(logging.WARNING):
+        got = fill_empty_clusters(x, labels, 6, random_state=0)
+    assert sorted(np.bincount(got).tolist(), reverse=True) == np.bincount(got).tolist()
+    assert len(np.bincount(got)) == 6 and np.bincount(got).min() > 0
+    assert "gave 3 non-empty clusters of the 6 requested" in caplog.text
+    # every new cluster lies inside one of the old ones
+    for k in range(6):
+        assert len(set(labels[got == k])) == 1
+    # identical ions cannot be split: fewer clusters, and the log says why
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        few = fill_empty_clusters(np.ones((6, 3)), np.zeros(6, int), 3, random_state=0)
+    assert few.max() == 0 and "identical features" in caplog.text
+
+
+def test_disconnected_graph_still_gives_k_nonempty_clusters():
+    """Tight groups of near-identical ions far apart (a kNN graph in pieces), more clusters
+    asked than groups: every requested cluster has members."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(10, 30)) * 10
+    x = np.concatenate([c + rng.normal(size=(60, 30)) * 1e-9 for c in centres])
+    x = np.concatenate([x, rng.normal(size=(3, 30)) * 50])  # three isolated ions
+    for solver in ("amg", "lobpcg"):
+        labels = spectral(x, 15, eigen_solver=solver)
+        assert np.bincount(labels, minlength=15).min() > 0, solver

@@ -3,6 +3,7 @@
 import ast
 import inspect
 import re
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -191,3 +192,23 @@ def test_no_rule_passes_execution_settings_as_params():
     text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
     for key in ('config["device"]', 'config["convert"]["chunk_values"]', 'config["embed"]'):
         assert key not in text, f"{key} is a param: changing it would rerun the step"
+
+
+def test_readme_outputs_table_names_what_the_rules_write():
+    """The outputs table stays next to the code: every file a rule writes is in it, and it
+    names no file that no rule writes."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Outputs", 1)[1].split("\n## ", 1)[0]
+    written = set()
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for block in re.split(r"\nrule ", "\n" + smk.read_text())[1:]:
+            out = re.search(r"\n    output:\n((?:        .*\n)+)", block)
+            for path in re.findall(r'"(results/[^"]+)"', out.group(1) if out else ""):
+                written.add(path)
+    assert written, "no rule outputs found"
+    for path in written:
+        assert path in table or Path(path).name in table, f"{path} missing from README Outputs"
+    listed = set(re.findall(r"`(results/[^`]+)`", table))
+    logs = {"results/{dataset}/logs/{step}.log", "results/{dataset}/benchmarks/{step}.tsv"}
+    for path in listed - logs:
+        assert path.rstrip("/") in {p.rstrip("/") for p in written}, f"README lists {path}"

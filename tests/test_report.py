@@ -324,6 +324,9 @@ def test_report_is_self_contained(tmp_path, monkeypatch, annotated):
     files = sorted(p.name for p in paths["cluster_means"].iterdir())
     assert files == ["cluster_00.png", "cluster_01.png", "cluster_02.png"]
     assert "Empty clusters: 3" in text
+    # fewer non-empty clusters than requested never passes silently
+    assert "fewer non-empty clusters than the 4 requested" in text
+    assert "final (3)" in text and "pixel cosine (3)" in text
     assert "Not shown (1)" in text  # 4 members per cluster, 3 thumbnails
     assert "1 of 2 isotope pairs (50 %)" in text
     assert ("Hungarian accuracy" in text) == annotated

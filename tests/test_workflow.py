@@ -142,7 +142,7 @@ def test_step_runs_from_the_command_line(tiny_run, tmp_path):
             str(out / "spectra.h5"),
             "--peaks",
             str(tmp_path / "p.tsv"),
-            "--max-peaks",
+            "--peaks.max_peaks",
             "5",
             "--log",
             str(tmp_path / "l"),

@@ -165,7 +165,54 @@ def knn_spectral_clustering(
     for w in caught:
         # "Graph is not fully connected" is expected for very distinct groups of ions.
         log.info("spectral clustering: %s", w.message)
-    return relabel_by_size(labels)
+    return fill_empty_clusters(x, labels, n_clusters, random_state)
+
+
+def fill_empty_clusters(
+    features: np.ndarray, labels: np.ndarray, n_clusters: int, random_state: int
+) -> np.ndarray:
+    """``labels`` with exactly ``n_clusters`` non-empty clusters, relabelled by size.
+
+    Spectral clustering can return fewer non-empty clusters than asked, e.g. when the kNN
+    graph falls apart into components of (nearly) identical ions and k-means on the
+    spectral embedding then sees fewer distinct points than clusters. A user who asks for K
+    clusters gets K: while one is missing, the largest cluster that has distinct members is
+    split in two by 2-means on its (L2-normalised) features, with a warning in the log.
+    Only when no cluster has two distinct members (fewer distinct ions than K) are fewer
+    returned, with a warning that says so.
+    """
+    from sklearn.cluster import KMeans
+
+    labels = relabel_by_size(labels)
+    found = int(labels.max()) + 1
+    if found >= n_clusters:
+        return labels
+    x = np.asarray(features, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    while labels.max() + 1 < n_clusters:
+        for k in np.argsort(-np.bincount(labels), kind="stable"):
+            members = np.flatnonzero(labels == k)
+            if len(np.unique(x[members], axis=0)) >= 2:
+                break
+        else:
+            log.warning(
+                "only %d of the %d requested clusters are non-empty: the other ions have "
+                "identical features",
+                labels.max() + 1,
+                n_clusters,
+            )
+            return labels
+        km = KMeans(2, n_init=10, random_state=random_state).fit(x[members])
+        labels[members[km.labels_ == 1]] = labels.max() + 1
+        labels = relabel_by_size(labels)
+    log.warning(
+        "spectral clustering gave %d non-empty clusters of the %d requested (likely a kNN graph "
+        "of disconnected parts); the largest were split to give %d",
+        found,
+        n_clusters,
+        n_clusters,
+    )
+    return labels
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:

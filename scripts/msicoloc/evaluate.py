@@ -227,3 +227,28 @@ def isotope_pairs(
         min_correlation=settings.isotope_min_correlation,
         max_order=settings.isotope_max_order,
     )
+
+
+def methods_table(
+    mz: np.ndarray, labels: dict[str, np.ndarray], truth: np.ndarray | None
+) -> pd.DataFrame:
+    """methods.tsv: every method's cluster per ion, its disagreement and the annotation."""
+    table = pd.DataFrame({"mz": mz, **labels, "disagreement": disagreement(labels)})
+    if truth is not None:
+        table["annotation"] = truth
+    return table
+
+
+def write_metrics(path, report: dict) -> None:
+    """Write metrics.json atomically (numpy scalars as plain numbers)."""
+    import json
+
+    from msicoloc.step import atomic_output
+
+    def plain(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(type(value))
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, default=plain) + "\n")

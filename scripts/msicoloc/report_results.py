@@ -196,6 +196,12 @@ def metrics_section(run: Run) -> str:
     )
     silhouette = rp.fmt(rp.to_float(m.get("silhouette")))
     stability = rp.fmt(rp.to_float(m.get("stability_ari")))
+    short = fewer_clusters_than_asked(m)
+    if short:
+        note += (
+            " <b>Warning:</b> fewer non-empty clusters than the "
+            f"{m.get('n_clusters')} requested: {', '.join(short)} (see the evaluate log)."
+        )
     extra = {
         "silhouette (self-labeled clusters)": f"{silhouette} — cosine silhouette of the "
         "self-labeled clusters "
@@ -212,6 +218,18 @@ def metrics_section(run: Run) -> str:
         + rp.kv_table(extra)
         + disagreement_block(run)
     )
+
+
+def fewer_clusters_than_asked(metrics: dict) -> list[str]:
+    """'method (n)' for each method whose non-empty clusters are fewer than requested."""
+    names = metrics.get("method_names", {})
+    out = []
+    for key, row in metrics.get("methods", {}).items():
+        sizes = row.get("cluster_sizes", [])
+        used = sum(1 for size in sizes if size > 0)
+        if sizes and used < int(metrics.get("n_clusters", len(sizes))):
+            out.append(f"{names.get(key, key)} ({used})")
+    return out
 
 
 def disagreement_block(run: Run, n_shown: int = 12) -> str:

@@ -667,8 +667,22 @@ def self_label(
     labels = probs.argmax(axis=1)
     unsure = (labels != sc) & (probs.max(axis=1) < s.reassign_confidence)
     labels[unsure] = sc[unsure]
+    labels = _keep_every_class(labels, sc, k)
     confidence = probs[np.arange(n), labels]
     return labels.astype(np.int64), confidence, records, model
+
+
+def _keep_every_class(labels: np.ndarray, sc: np.ndarray, k: int) -> np.ndarray:
+    """Give a class the classifier left empty its spectral members back, so that the K
+    clusters asked for stay K (logged: the classifier found no image of that pattern)."""
+    for _ in range(k):
+        empty = [c for c in range(k) if not np.any(labels == c)]
+        if not empty:
+            break
+        log.warning("self-labeling emptied cluster(s) %s: their spectral members kept", empty)
+        back = np.isin(sc, empty)
+        labels[back] = sc[back]
+    return labels
 
 
 def _init_classifier(
