@@ -9,7 +9,7 @@ from threadpoolctl import threadpool_limits
 from msicoloc import InputError
 from msicoloc.cluster import check_cluster_args, read_clusters, write_clusters
 from msicoloc.evaluate import answer_clusters
-from msicoloc.images import read_ion_images
+from msicoloc.images import read_ion_mz
 from msicoloc.settings import AnswerSettings, ClusterSettings, CompareSettings
 from msicoloc.step import run_step
 
@@ -34,7 +34,7 @@ def main(
     cluster (or the self-labeling classifier's probability); learned_cluster is the learned
     pipeline's cluster, for comparison.
     """
-    stack, mz, mask = read_ion_images(images)
+    mz = read_ion_mz(images)
     learned = read_clusters(selflabel_clusters, mz)
     try:
         check_cluster_args(len(mz), cluster.n_clusters, cluster.n_neighbors)
@@ -42,7 +42,7 @@ def main(
         raise InputError(images, str(err)) from None
     with threadpool_limits(limits=max(1, threads)):
         labels, confidence = answer_clusters(
-            settings.method, stack, mask, learned, cluster, compare, seed=seed
+            settings.method, images, learned, cluster, compare, seed=seed
         )
     sizes = np.bincount(labels, minlength=cluster.n_clusters)
     log.info("answer by %s: %d clusters, sizes %s", settings.method, len(sizes), sizes.tolist())

@@ -29,7 +29,7 @@ def main(
     dataset: str = "?",
 ) -> None:
     """Write embeddings.h5: features of every ion image by each learned representation."""
-    stack, mz, mask = read_ion_images(images)
+    stack, mz, mask = read_ion_images(images, "small")
     trained, meta = load_encoder(model)
     untrained, _ = load_encoder(model, initial=True)
     run = {"batch_size": inference_batch, "device": device, "threads": threads}

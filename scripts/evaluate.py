@@ -24,7 +24,7 @@ from msicoloc.evaluate import (
 from msicoloc.evaluate import (
     methods_table as methods_frame,
 )
-from msicoloc.images import read_ion_images
+from msicoloc.images import read_ion_mz, read_mask
 from msicoloc.metrics import read_annotations
 from msicoloc.settings import AnswerSettings, ClusterSettings, CompareSettings, EvaluateSettings
 from msicoloc.step import atomic_output, run_step
@@ -53,7 +53,7 @@ def main(
     dataset: str = "cli",
 ) -> None:
     """Write metrics.json, isotopes.tsv, colocalization.tsv and methods.tsv."""
-    stack, mz, mask = read_ion_images(images)
+    mz, mask = read_ion_mz(images), read_mask(images)
     _, feats, _ = read_embeddings(embeddings, mz)
     try:
         check_cluster_args(len(mz), cluster.n_clusters, cluster.n_neighbors)
@@ -65,9 +65,9 @@ def main(
         "answer": read_cluster_labels(clusters, mz),
     }
     with threadpool_limits(limits=max(1, threads)):
-        labels = cluster_all(stack, mask, feats, given, cluster, compare, seed=seed)
+        labels = cluster_all(images, feats, given, cluster, compare, seed=seed)
         stable = stability(feats["features"], labels["simclr_sc"], cluster, seed)
-    iso = isotope_pairs(mz, stack, mask, settings)
+    iso = isotope_pairs(mz, images, settings)
     truth, n_rows = (None, 0)
     if annotations:
         truth, n_rows = read_annotations(annotations, mz, settings.annotation_tolerance_ppm)

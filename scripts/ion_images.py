@@ -5,16 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msicoloc import InputError
-from msicoloc.images import (
-    clip_hotspots,
-    extract,
-    montage,
-    normalise,
-    tissue_mask,
-    to_stack,
-    write_ion_images,
-)
+from msicoloc.images import build_ion_images, montage
 from msicoloc.peaks import data_window_ppm, read_peaks
 from msicoloc.settings import IonImageSettings
 from msicoloc.spectra import SpectraFile
@@ -33,12 +24,10 @@ def main(
     chunk_values: int,
     dataset: str = "cli",
 ) -> None:
-    """Write ion_images.h5 (images n x H x W, mz, mask, clip_value) and a PNG montage."""
+    """Write ion_images.h5 (images n x H x W and a small level, mz, mask, clip_value) and a
+    PNG montage."""
     peak_mz = read_peaks(peaks)
     with SpectraFile(spectra) as sf:
-        rows, cols = sf.pixels("row"), sf.pixels("col")
-        tic, rms = sf.pixels("tic"), sf.pixels("rms")
-        shape = sf.image_shape
         axis, _, _, kind = sf.mean_spectrum()
         tolerance = data_window_ppm(axis, kind, settings.tolerance_ppm)
         if tolerance > settings.tolerance_ppm:
@@ -48,40 +37,34 @@ def main(
                 settings.tolerance_ppm,
                 tolerance,
             )
-        values = extract(sf, peak_mz, tolerance, max_values=chunk_values)
-        source = str(sf.attrs.get("source_imzml", ""))
-    normalise(values, settings.normalisation, tic, rms)
-    tissue, rule = tissue_mask(tic, rows, cols, shape, settings.mask)
-    on = tissue[rows, cols]
-    if on.sum() == 0:
-        raise InputError(spectra, "the tissue mask is empty: no pixel has signal")
-    values = values[:, on]
-    caps = clip_hotspots(values, settings.hotspot_quantile)
-    stack = to_stack(values, rows[on], cols[on], shape)
+        quantile = settings.hotspot_quantile
+        built = build_ion_images(
+            sf,
+            peak_mz,
+            tolerance,
+            settings,
+            images,
+            max_values=chunk_values,
+            dataset=dataset,
+            source_imzml=str(sf.attrs.get("source_imzml", "")),
+            tolerance_ppm=tolerance,
+            normalisation=settings.normalisation,
+            hotspot_quantile=np.nan if quantile is None else quantile,
+        )
+        shape = sf.image_shape
     log.info(
         "%d ion images of %dx%d, %d tissue pixels (%s); %d images empty on tissue",
-        len(stack),
+        len(peak_mz),
         *shape,
-        int(on.sum()),
-        rule,
-        int((caps <= 0).sum()),
+        built["tissue"],
+        built["rule"],
+        int((built["clip_value"] <= 0).sum()),
     )
-    quantile = settings.hotspot_quantile
-    write_ion_images(
-        images,
-        stack,
-        peak_mz,
-        tissue,
-        caps,
-        dataset=dataset,
-        source_imzml=source,
-        tolerance_ppm=tolerance,
-        normalisation=settings.normalisation,
-        hotspot_quantile=np.nan if quantile is None else quantile,
-        mask_rule=rule,
-    )
+    pick, preview = built["preview"]
     with atomic_output(montage_png) as tmp:
-        montage(stack, peak_mz, tmp, max_images=settings.montage_max, title=dataset)
+        montage(
+            preview, peak_mz[pick], tmp, max_images=len(pick), title=dataset, total=len(peak_mz)
+        )
 
 
 if __name__ == "__main__":

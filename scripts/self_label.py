@@ -40,7 +40,7 @@ def main(
 
     ``channels_last`` is simclr.channels_last: the network's memory layout, as in training.
     """
-    stack, mz, mask = read_ion_images(images)
+    stack, mz, mask = read_ion_images(images, "small")
     sc = read_cluster_labels(sc_clusters, mz)
     n_clusters = int(sc.max()) + 1
     check_images(

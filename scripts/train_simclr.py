@@ -29,7 +29,7 @@ def main(
     dataset: str = "?",
 ) -> None:
     """Write the encoder checkpoint (model/simclr.pt) and its per-epoch loss history."""
-    stack, _, mask = read_ion_images(images)
+    stack, _, mask = read_ion_images(images, "small")
     check_images(stack, images, batch_size=settings.batch_size, batch_key="simclr.batch_size")
     log.info(
         "SimCLR on %d ion images of %dx%d, encoder %s, %d px, %d epochs",

@@ -5,10 +5,12 @@ import pytest
 from conftest import workflow_settings
 
 from msicoloc.baselines import (
+    CLASSICAL,
     cosine_similarity,
     metaspace_vectors,
     nearest_neighbours,
     pixel_vectors,
+    representation,
 )
 
 
@@ -45,11 +47,9 @@ def test_cosine_and_neighbours():
 from scipy import stats  # noqa: E402
 
 from msicoloc.baselines import (  # noqa: E402
-    CLASSICAL,
     nmf_vectors,
     pca_vectors,
     pearson_vectors,
-    representation,
     smooth_on_tissue,
     spearman_vectors,
 )
@@ -131,3 +131,68 @@ def test_representation_knows_every_classical_method(images):
         assert representation(name, stack, mask, settings, 0).shape[0] == 6
     with pytest.raises(ValueError, match="unknown classical method"):
         representation("nope", stack, mask, settings, 0)
+
+
+# --- blockwise from ion_images.h5 against the whole-array versions ---------------------------
+
+
+@pytest.fixture
+def stack_file(tmp_path):
+    """An ion_images.h5 of 14 images (3 patterns, noise, a tissue mask)."""
+    import h5py
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:23, 0:19]
+    patterns = [np.exp(-((yy - c) ** 2 + (xx - 9) ** 2) / 30) for c in (4, 11, 18)]
+    stack = np.stack([patterns[i % 3] * (1 + i) + rng.random((23, 19)) for i in range(14)])
+    mask = np.ones((23, 19), bool)
+    mask[:3, :4] = False
+    stack = (stack * mask).astype(np.float32)
+    path = tmp_path / "ion_images.h5"
+    with h5py.File(path, "w") as f:
+        f["images"], f["mask"], f["mz"] = stack, mask, np.linspace(100, 900, 14)
+    return path, stack, mask
+
+
+@pytest.mark.parametrize(
+    "name", ["pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace", "nmf"]
+)
+@pytest.mark.parametrize("max_bytes", [2**30, 3000])  # all in memory; 1-2 images a block, temp file
+def test_blockwise_representation_has_the_whole_array_cosines(
+    stack_file, name, max_bytes, monkeypatch
+):
+    from msicoloc import baselines
+
+    path, stack, mask = stack_file
+    monkeypatch.setattr(baselines, "BLOCK_BYTES", max_bytes)
+    settings = workflow_settings("compare", nmf_components=3)
+    want = cosine_similarity(representation(name, stack, mask, settings, 0))
+    got = cosine_similarity(baselines.representation_from_file(name, path, settings, 0))
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_blockwise_pca_is_exact_pca(stack_file):
+    from msicoloc.baselines import pca_from_gram, representation_from_file
+
+    path, stack, mask = stack_file
+    settings = workflow_settings("compare", pca_components=4)
+    got = representation_from_file("pca", path, settings, 0)
+    x = stack[:, mask].astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x -= x.mean(axis=0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    want = u[:, :4] * s[:4]
+    np.testing.assert_allclose(np.abs(got), np.abs(want), atol=1e-5)  # signs are free
+    assert pca_from_gram(x @ x.T, 30).shape[1] == 13  # at most n - 1 components
+
+
+def test_blurred_correlation_equals_image_correlation(stack_file, monkeypatch):
+    from msicoloc import baselines
+    from msicoloc.metrics import image_correlation
+
+    path, stack, mask = stack_file
+    monkeypatch.setattr(baselines, "BLOCK_BYTES", 3000)
+    np.testing.assert_allclose(
+        baselines.blurred_correlation(path, 1.0), image_correlation(stack, mask, 1.0), atol=2e-6
+    )

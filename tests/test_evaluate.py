@@ -32,7 +32,9 @@ def test_disagreement_points_at_the_disputed_ion():
     assert np.all(disagreement({"answer": answer, "b": answer}) == 0)
 
 
-def test_cluster_all_runs_every_available_method_in_order():
+def test_cluster_all_runs_every_available_method_in_order(tmp_path):
+    import h5py
+
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:16, 0:16]
     patterns = [np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / 12) for c in (3, 8, 13)]
@@ -41,9 +43,11 @@ def test_cluster_all_runs_every_available_method_in_order():
     truth = np.repeat([0, 1, 2], 4)
     given = {"simclr_sc": truth, "simclr_selflabel": truth, "answer": truth}
     embeddings = {"features_untrained": rng.random((12, 5))}
+    path = tmp_path / "ion_images.h5"
+    with h5py.File(path, "w") as f:
+        f["images"], f["mask"], f["mz"] = stack.astype(np.float32), mask, np.arange(12.0)
     labels = cluster_all(
-        stack.astype(np.float32),
-        mask,
+        path,
         embeddings,
         given,
         workflow_settings(

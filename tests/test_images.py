@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import CONVERT, write_small_imzml
+from conftest import CONVERT, workflow_settings, write_small_imzml
 from pyimzml.ImzMLParser import ImzMLParser
 
 from msicoloc.images import (
@@ -138,3 +138,45 @@ def test_window_lookup_is_exact_at_edges():
     )
     np.testing.assert_array_equal(got, expected)
     assert (win == -2).mean() < 0.05  # the exact path stays the exception
+
+
+@pytest.mark.parametrize("mode", ["processed", "continuous"])
+def test_blockwise_build_equals_the_whole_array_version(tmp_path, mode, monkeypatch):
+    """ion_images.h5 built in blocks through a temporary file (bounded memory) holds exactly
+    what the whole-array pipeline gives, and a small level that is its block average."""
+    import h5py
+
+    from msicoloc import images as im
+
+    src = tmp_path / "d.imzML"
+    _coords, _spectra = write_small_imzml(src, mode=mode, seed=3, shape=(12, 14))
+    convert(src, tmp_path / "s.h5", CONVERT)
+    peak_mz = np.sort(np.random.default_rng(0).uniform(150, 850, 9))
+    settings = workflow_settings("ion_images", montage_max=4)
+    with SpectraFile(tmp_path / "s.h5") as sf:
+        # the whole-array reference
+        raw = extract(sf, peak_mz, 3000.0)
+        rows, cols = sf.pixels("row"), sf.pixels("col")
+        tic, rms = sf.pixels("tic"), sf.pixels("rms")
+        normalise(raw, settings.normalisation, tic, rms)
+        mask, _ = tissue_mask(tic, rows, cols, sf.image_shape, settings.mask)
+        on = mask[rows, cols]
+        values = raw[:, on]
+        caps = clip_hotspots(values, settings.hotspot_quantile)
+        want = to_stack(values, rows[on], cols[on], sf.image_shape)
+        # in blocks of 2 ions through a temporary file, and a small level of 4 x 4 blocks
+        monkeypatch.setattr(im, "BLOCK_BYTES", 2 * 4 * sf.n_pixels)
+        monkeypatch.setattr(im, "SMALL_SIDE", 4)
+        out = tmp_path / "ion_images.h5"
+        built = im.build_ion_images(sf, peak_mz, 3000.0, settings, out, max_values=50)
+    got, _got_mz, got_mask = im.read_ion_images(out)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(built["clip_value"], caps)
+    np.testing.assert_array_equal(got_mask, mask)
+    assert not (tmp_path / "ion_images.h5.raw").exists() and not list(tmp_path.glob("*.tmp-*"))
+    small, _, small_mask = im.read_ion_images(out, "small")
+    assert small.shape == (9, 3, 4) and small_mask.shape == (3, 4)
+    np.testing.assert_allclose(small[4], im.block_reduce(want[4].astype(float), 4), rtol=1e-6)
+    with h5py.File(out) as f:
+        assert f.attrs["small_factor"] == 4 and f["images"].compression == "lzf"
+    assert list(built["preview"][0]) == [0, 3, 5, 8]

@@ -15,10 +15,23 @@ metaspace_vectors      METASPACE's score: below-median pixels zeroed, 3x3 median
 pca_vectors            cosine in the space of the leading principal components of the images
 nmf_vectors            cosine of the images' loadings on non-negative spatial factors
 =====================  ========================================================================
+
+The workflow computes them blockwise from ``ion_images.h5`` (:func:`representation_from_file`),
+so that memory does not grow with pixels x ions: each method's per-image transform runs on
+blocks of whole images, the transformed pixels go to a temporary file when they do not fit,
+and their Gram matrix accumulates over blocks of pixels. Vectors with that Gram matrix
+(:func:`gram_features`) have the same cosines as the transformed images, so clustering them is
+clustering those. The whole-array functions above are the reference the tests compare with.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
 import numpy as np
 from scipy import ndimage, stats
 
@@ -178,3 +191,124 @@ def nearest_neighbours(similarity: np.ndarray, top_n: int) -> tuple[np.ndarray, 
     top_n = min(top_n, len(sim) - 1)
     idx = np.argsort(-sim, axis=1, kind="stable")[:, :top_n]
     return idx, np.take_along_axis(sim, idx, axis=1)
+
+
+# --- blockwise, from ion_images.h5 ----------------------------------------------------------
+
+#: Bytes of image or pixel data a blockwise computation holds at once.
+BLOCK_BYTES = 256 * 2**20
+
+
+def gram_features(gram: np.ndarray) -> np.ndarray:
+    """Vectors (n x r, float64) whose inner products are ``gram``: their cosines are those of
+    the vectors the Gram matrix came from (r = its numerical rank)."""
+    values, vectors = np.linalg.eigh(np.asarray(gram, dtype=np.float64))
+    keep = values > max(values.max(), 0.0) * 1e-12
+    return vectors[:, keep] * np.sqrt(values[keep])
+
+
+def streamed_gram(
+    path: str | os.PathLike[str],
+    transform: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    max_bytes: int = BLOCK_BYTES,
+) -> np.ndarray:
+    """Gram matrix (n x n, float64) of ``transform(images, mask)`` over all ion images of an
+    ion_images.h5, holding about ``max_bytes`` of data at a time.
+
+    ``transform`` maps a block of whole images (b, H, W) to one row per image (b, P) and
+    must treat each image on its own (every method here does).
+    """
+    with h5py.File(path, "r") as f:
+        images, mask = f["images"], np.asarray(f["mask"][()], dtype=bool)
+        n, h, w = images.shape
+        per_block = max(1, min(n, max_bytes // max(1, 8 * h * w)))
+        with _rows_store(Path(path), n, int(mask.sum()), per_block, max_bytes) as rows:
+            for i in range(0, n, per_block):
+                block = np.asarray(images[i : i + per_block], dtype=np.float32)
+                rows[i : i + per_block] = transform(block, mask)
+            p = rows.shape[1]
+            gram = np.zeros((n, n))
+            step = max(1, min(p, max_bytes // max(1, 4 * n)))
+            for j in range(0, p, step):
+                x = np.asarray(rows[:, j : j + step], dtype=np.float32)
+                gram += x @ x.T
+    return gram
+
+
+@contextlib.contextmanager
+def _rows_store(beside: Path, n: int, p: int, per_block: int, max_bytes: int):
+    """(n, p) float32 rows: in memory when they fit in ``max_bytes``, else a temporary HDF5
+    file in the system's temporary folder (removed afterwards)."""
+    if n * p * 4 <= max_bytes:
+        yield np.zeros((n, p), dtype=np.float32)
+        return
+    import tempfile
+
+    fd, name = tempfile.mkstemp(suffix=".h5", prefix=f"{beside.stem}-rows-")
+    os.close(fd)
+    try:
+        with h5py.File(name, "w", rdcc_nbytes=64 * 2**20) as f:
+            yield f.create_dataset(
+                "rows", (n, p), np.float32, chunks=(min(n, per_block, 64), min(p, 2**14))
+            )
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def blurred_correlation(path: str | os.PathLike[str], sigma: float) -> np.ndarray:
+    """Pearson correlation matrix of the images after a Gaussian blur of ``sigma`` pixels
+    (the isotope test's, :func:`msicoloc.metrics.image_correlation`), blockwise."""
+
+    def transform(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if sigma > 0:
+            images = ndimage.gaussian_filter(images, (0, sigma, sigma))
+        return _unit(_centred(images[:, mask]))
+
+    return streamed_gram(path, transform)
+
+
+def representation_from_file(
+    name: str, path: str | os.PathLike[str], settings: CompareSettings, random_state: int
+) -> np.ndarray:
+    """:func:`representation` of the ion images in an ion_images.h5, in bounded memory.
+
+    Vectors with the method's cosines (see :func:`gram_features`); PCA is computed exactly
+    from the images' correlation matrix; NMF, which has no Gram form, runs on the small
+    level of the file (the images themselves when they are small).
+    """
+    sigma = settings.smooth_sigma
+    transforms = {
+        "pixel_cosine": pixel_vectors,
+        "pearson": pearson_vectors,
+        "pearson_smooth": lambda images, mask: pearson_vectors(images, mask, sigma),
+        "spearman": spearman_vectors,
+        "metaspace": metaspace_vectors,
+        "pca": lambda images, mask: _unit(pearson_vectors(images, mask)),
+    }
+    if name == "nmf":
+        from msicoloc.images import read_ion_images
+
+        images, _, mask = read_ion_images(path, "small")
+        return nmf_vectors(images, mask, settings.nmf_components, random_state)
+    if name not in transforms:
+        raise ValueError(f"unknown classical method {name!r}; known: {CLASSICAL}")
+    gram = streamed_gram(path, transforms[name])
+    if name == "pca":
+        return pca_from_gram(gram, settings.pca_components)
+    return gram_features(gram)
+
+
+def pca_from_gram(gram: np.ndarray, n_components: int) -> np.ndarray:
+    """Principal component scores of vectors with Gram matrix ``gram`` (rows centred over the
+    vectors first, as PCA does): the exact scores up to the sign of each component."""
+    n = len(gram)
+    centre = np.eye(n) - 1.0 / n
+    values, vectors = np.linalg.eigh(centre @ gram @ centre)
+    k = max(1, min(n_components, n - 1))
+    top = np.argsort(values)[::-1][:k]
+    return vectors[:, top] * np.sqrt(np.maximum(values[top], 0.0))

@@ -7,13 +7,20 @@ pipeline of Hu et al. (SimCLR, spectral clustering, self-labeling) and the workf
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from msicoloc.baselines import cosine_similarity, nearest_neighbours, representation
+from msicoloc.baselines import (
+    blurred_correlation,
+    cosine_similarity,
+    nearest_neighbours,
+    representation_from_file,
+)
 from msicoloc.cluster import knn_agreement, knn_spectral_clustering
-from msicoloc.metrics import find_isotopes, isotopic_recall, scores
+from msicoloc.metrics import ISOTOPE_BLUR, find_isotopes, isotopic_recall, scores
 from msicoloc.settings import ClusterSettings, CompareSettings, EvaluateSettings
 
 #: Method key -> name shown to users; "answer" is clusters.tsv.
@@ -56,8 +63,7 @@ ANSWER_SOURCE = {"pearson_smooth": "pearson_smooth_sc", "simclr_selflabel": "sim
 
 
 def cluster_all(
-    images: np.ndarray,
-    mask: np.ndarray,
+    images: str | os.PathLike[str],
     embeddings: dict[str, np.ndarray],
     given: dict[str, np.ndarray],
     cluster: ClusterSettings,
@@ -69,8 +75,9 @@ def cluster_all(
 
     Parameters
     ----------
-    images, mask
-        Ion images ``(n, H, W)`` and tissue mask.
+    images
+        ion_images.h5; the classical methods read it blockwise
+        (:func:`msicoloc.baselines.representation_from_file`).
     embeddings
         Learned features by embeddings.h5 name; a method whose features are absent (ImageNet
         without installed weights) is left out.
@@ -89,7 +96,7 @@ def cluster_all(
             labels[key] = given[key]
             continue
         if key in CLASSICAL_METHODS:
-            features = representation(CLASSICAL_METHODS[key], images, mask, compare, seed)
+            features = representation_from_file(CLASSICAL_METHODS[key], images, compare, seed)
         elif EMBEDDING_METHODS.get(key) in embeddings:
             features = embeddings[EMBEDDING_METHODS[key]]
         else:
@@ -100,8 +107,7 @@ def cluster_all(
 
 def answer_clusters(
     method: str,
-    images: np.ndarray,
-    mask: np.ndarray,
+    images: str | os.PathLike[str],
     learned: pd.DataFrame,
     cluster: ClusterSettings,
     compare: CompareSettings,
@@ -118,7 +124,7 @@ def answer_clusters(
         return learned["cluster"].to_numpy(np.int64), learned["confidence"].to_numpy(float)
     if method != "pearson_smooth":
         raise ValueError(f"answer.method must be one of {list(ANSWER_SOURCE)}, got {method!r}")
-    features = representation("pearson_smooth", images, mask, compare, seed)
+    features = representation_from_file("pearson_smooth", images, compare, seed)
     labels = knn_spectral_clustering(features, cluster, random_state=seed)
     return labels, knn_agreement(features, labels, cluster.n_neighbors)
 
@@ -215,13 +221,13 @@ def colocalization_table(
 
 
 def isotope_pairs(
-    mz: np.ndarray, images: np.ndarray, mask: np.ndarray, settings: EvaluateSettings
+    mz: np.ndarray, images: str | os.PathLike[str], settings: EvaluateSettings
 ) -> pd.DataFrame:
-    """13C isotope pairs among the ion images (see :func:`msicoloc.metrics.find_isotopes`)."""
+    """13C isotope pairs among the ion images of an ion_images.h5 (see
+    :func:`msicoloc.metrics.find_isotopes`; image correlations computed blockwise)."""
     return find_isotopes(
         mz,
-        images,
-        mask,
+        corr=blurred_correlation(images, ISOTOPE_BLUR),
         tolerance_ppm=settings.isotope_tolerance_ppm,
         charges=tuple(settings.isotope_charges),
         min_correlation=settings.isotope_min_correlation,

@@ -8,7 +8,10 @@ continuous data a cumulative sum along the m/z axis gives every window's sum by 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import h5py
@@ -16,28 +19,39 @@ import numpy as np
 
 from msicoloc import InputError
 from msicoloc.imzml import Chunk
+from msicoloc.settings import IonImageSettings
 from msicoloc.spectra import SpectraFile, overlapped
 
 Normalisation = Literal["tic", "rms", "none"]
 MaskMethod = Literal["auto", "otsu", "measured"]
 
 
-def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_ion_images(
+    path: str | os.PathLike[str], level: Literal["full", "small"] = "full"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``images`` (n, H, W), ``mz`` (n,) and ``mask`` (H, W) from an ion-image HDF5 file.
 
     Parameters
     ----------
     path
         ``ion_images.h5`` written by the image extraction step.
+    level
+        ``full`` resolution, or the ``small`` level (longest side at most
+        :data:`SMALL_SIDE`) that the learning steps and the report read, so that no step
+        but ``ion_images`` holds a full-resolution stack. A file without a small level
+        (written by hand) gives its full images.
     """
+    names = {"full": ("images", "mask"), "small": ("images_small", "mask_small")}[level]
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in ("images", "mz") if k not in f]
+            if names[0] not in f and level == "small":  # images small enough to be their own
+                names = ("images", "mask")
+            missing = [k for k in (names[0], "mz") if k not in f]
             if missing:
                 raise InputError(path, f"no dataset {missing[0]!r} (not an ion-image file?)")
-            images = np.asarray(f["images"][()], dtype=np.float32)
+            images = np.asarray(f[names[0]][()], dtype=np.float32)
             mz = np.asarray(f["mz"][()], dtype=np.float64)
-            mask = np.asarray(f["mask"][()], dtype=bool) if "mask" in f else None
+            mask = np.asarray(f[names[1]][()], dtype=bool) if names[1] in f else None
     except OSError as err:
         raise InputError(path, f"cannot read HDF5 ({err})") from None
     if images.ndim != 3 or mz.shape != (images.shape[0],):
@@ -49,29 +63,147 @@ def read_ion_images(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarra
     return images, mz, mask
 
 
+def iter_image_blocks(
+    path: str | os.PathLike[str], max_bytes: int = 256 * 2**20
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Full-resolution images in blocks of whole images, ``(slice, float32 block)``, at most
+    about ``max_bytes`` each: a step that needs every image at full resolution reads them so."""
+    with h5py.File(path, "r") as f:
+        d = f["images"]
+        n, h, w = d.shape
+        step = max(1, min(n, max_bytes // max(1, 4 * h * w)))
+        for i in range(0, n, step):
+            yield slice(i, min(n, i + step)), np.asarray(d[i : i + step], dtype=np.float32)
+
+
+def read_ion_mz(path: str | os.PathLike[str]) -> np.ndarray:
+    """The m/z of the ion images of an ion_images.h5, in their order."""
+    try:
+        with h5py.File(path, "r") as f:
+            return np.asarray(f["mz"][()], dtype=np.float64)
+    except (OSError, KeyError) as err:
+        raise InputError(path, f"cannot read the ion images' m/z ({err})") from None
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """The full-resolution tissue mask (H, W) of an ion_images.h5."""
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["mask"][()], dtype=bool)
+
+
 def ion_image_attrs(path: str | os.PathLike[str]) -> dict:
     """The attributes of an ion_images.h5 (extraction settings, mask rule, source file)."""
     with h5py.File(path, "r") as f:
         return dict(f.attrs)
 
 
-def write_ion_images(
+#: Longest side of the small level stored beside the full-resolution images: the encoder
+#: (32 px by default, 224 px in the paper preset) and the report's tiles never need more.
+SMALL_SIDE = 256
+#: Bytes of raw intensities processed at once while building the images (bounds memory).
+BLOCK_BYTES = 256 * 2**20
+
+
+def small_factor(shape: tuple[int, int]) -> int:
+    """Integer block size that brings an image's longest side to at most :data:`SMALL_SIDE`."""
+    return max(1, -(-max(shape) // SMALL_SIDE))
+
+
+def build_ion_images(
+    spectra: SpectraFile,
+    peak_mz: np.ndarray,
+    window_ppm: float,
+    settings: IonImageSettings,
     path: str | os.PathLike[str],
-    stack: np.ndarray,
-    mz: np.ndarray,
-    mask: np.ndarray,
-    clip_value: np.ndarray,
+    *,
+    max_values: int,
     **attrs: object,
-) -> None:
-    """Write ion_images.h5 (read back by :func:`read_ion_images`) atomically."""
+) -> dict:
+    """Extract, normalise, mask and clip every ion image and write ion_images.h5 atomically.
+
+    ``window_ppm`` is the half window of every ion (see :func:`msicoloc.peaks.data_window_ppm`);
+    ``attrs`` go to the file's attributes.
+
+    Memory does not grow with pixels x ions: the raw intensities go to a temporary file when
+    they exceed :data:`BLOCK_BYTES` (else they stay in memory), then blocks of whole ions are
+    normalised, clipped, written at full resolution (chunked, compressed) and block-averaged
+    into the small level (:func:`small_factor`).
+
+    Returns
+    -------
+    dict
+        ``mask`` (H, W), ``rule`` (how the mask was made), ``clip_value`` per ion, ``tissue``
+        pixel count and ``preview``: the small level of up to ``settings.montage_max`` ions
+        evenly spread over m/z with their indices (for the montage).
+    """
     from msicoloc.step import atomic_output
 
+    rows, cols = spectra.pixels("row"), spectra.pixels("col")
+    tic, rms = spectra.pixels("tic"), spectra.pixels("rms")
+    shape = spectra.image_shape
+    tissue, rule = tissue_mask(tic, rows, cols, shape, settings.mask)
+    on = tissue[rows, cols]
+    if on.sum() == 0:
+        raise InputError(spectra.path, "the tissue mask is empty: no pixel has signal")
+    n, n_pixels = len(peak_mz), spectra.n_pixels
+    per_block = max(1, min(n, BLOCK_BYTES // (4 * n_pixels)))
+    factor = small_factor(shape)
+    small_mask = block_reduce(tissue.astype(np.float64), factor) > 0.5 if factor > 1 else tissue
+    caps = np.zeros(n, dtype=np.float32)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("images", data=stack, chunks=(1, *stack.shape[1:]))
-        h5.create_dataset("mz", data=mz)
-        h5.create_dataset("mask", data=mask)
-        h5.create_dataset("clip_value", data=clip_value)
-        h5.attrs.update(attrs)
+        chunk = (min(n, 16), min(shape[0], 64), min(shape[1], 64))
+        images = h5.create_dataset(
+            "images", (n, *shape), np.float32, chunks=chunk, compression="lzf"
+        )
+        small = h5.create_dataset("images_small", (n, *small_mask.shape), np.float32)
+        with _raw_store(tmp, n, n_pixels, per_block) as raw:
+            extract(spectra, peak_mz, window_ppm, max_values=max_values, out=raw)
+            for i in range(0, n, per_block):
+                block = np.asarray(raw[i : i + per_block], dtype=np.float32)
+                normalise(block, settings.normalisation, tic, rms)
+                values = block[:, on]
+                caps[i : i + per_block] = clip_hotspots(values, settings.hotspot_quantile)
+                stack = to_stack(values, rows[on], cols[on], shape)
+                images[i : i + per_block] = stack
+                small[i : i + per_block] = _shrink(stack, factor)
+        h5.create_dataset("mz", data=peak_mz)
+        h5.create_dataset("mask", data=tissue)
+        h5.create_dataset("mask_small", data=small_mask)
+        h5.create_dataset("clip_value", data=caps)
+        h5.attrs.update(attrs, mask_rule=rule, small_factor=factor)
+        pick = np.unique(np.linspace(0, n - 1, min(n, settings.montage_max)).round().astype(int))
+        preview = small[pick] if len(pick) else np.zeros((0, *small_mask.shape), np.float32)
+    return {
+        "mask": tissue,
+        "rule": rule,
+        "clip_value": caps,
+        "tissue": int(on.sum()),
+        "preview": (pick, preview),
+    }
+
+
+def _shrink(stack: np.ndarray, factor: int) -> np.ndarray:
+    if factor <= 1:
+        return stack
+    return np.stack([block_reduce(img, factor) for img in stack]).astype(np.float32)
+
+
+@contextlib.contextmanager
+def _raw_store(beside: Path, n: int, n_pixels: int, per_block: int):
+    """(n, n_pixels) float32 raw intensities: in memory when small, else a temporary HDF5
+    file beside the output (chunked by blocks of ions, removed afterwards)."""
+    if n * n_pixels * 4 <= BLOCK_BYTES:
+        yield np.zeros((n, n_pixels), dtype=np.float32)
+        return
+    path = beside.with_name(beside.name + ".raw")
+    try:
+        # the cache holds one row of chunks, so the pixel-chunk writes of extract() stay cheap
+        with h5py.File(path, "w", rdcc_nbytes=512 * 2**20, rdcc_nslots=100_003) as f:
+            yield f.create_dataset(
+                "raw", (n, n_pixels), np.float32, chunks=(per_block, min(n_pixels, 2**16))
+            )
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def window_edges(mz: np.ndarray, tolerance_ppm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -211,11 +343,16 @@ def extract(
     tolerance_ppm: float,
     *,
     max_values: int = 4_000_000,
+    out=None,
 ) -> np.ndarray:
-    """Raw ion intensities, (n_peaks, n_pixels) float32, pixel order as in the file."""
+    """Raw ion intensities, (n_peaks, n_pixels) float32, pixel order as in the file.
+
+    ``out``: an array (or HDF5 dataset) of that shape to fill instead of a new array.
+    """
     lo, hi = window_edges(peak_mz, tolerance_ppm)
     n_peaks = len(lo)
-    out = np.zeros((n_peaks, spectra.n_pixels), dtype=np.float32)
+    if out is None:
+        out = np.zeros((n_peaks, spectra.n_pixels), dtype=np.float32)
     windows = WindowLookup(lo, hi) if not spectra.continuous else None
     # Bound the (peaks x pixels) block that bincount fills, not just the spectra read.
     max_pixels = max(1, max_values // max(n_peaks, 1))
@@ -327,8 +464,11 @@ def montage(
     max_images: int = 100,
     title: str = "",
     tile_px: int = 128,
+    total: int | None = None,
 ) -> None:
     """Save a PNG grid of ion images, each scaled to its own 0..max (viridis), labelled by m/z.
+
+    ``total``: how many ion images there are, when ``stack`` is already a selection.
 
     Drawn with Pillow on one array of tiles: a matplotlib figure with a subplot per image
     takes seconds for a hundred images, this a fraction of one.
@@ -367,6 +507,7 @@ def montage(
             font=font,
             anchor="mb",
         )
+    n = n if total is None else total
     shown = f"{len(pick)} of {n} ion images" if len(pick) < n else f"{n} ion images"
     draw.text(
         (4, 4),

@@ -100,6 +100,11 @@ def read_annotations(path, peak_mz: np.ndarray, tolerance_ppm: float) -> tuple[n
     return truth, len(ann)
 
 
+#: Gaussian blur (pixels) before an isotope pair's image correlation: a weak isotope's image
+#: is mostly counting noise pixel by pixel.
+ISOTOPE_BLUR = 1.0
+
+
 def image_correlation(
     images: np.ndarray, mask: np.ndarray | None = None, smooth_sigma: float = 0.0
 ) -> np.ndarray:
@@ -123,14 +128,15 @@ def image_correlation(
 
 def find_isotopes(
     mz: np.ndarray,
-    images: np.ndarray,
+    images: np.ndarray | None = None,
     mask: np.ndarray | None = None,
     *,
+    corr: np.ndarray | None = None,
     tolerance_ppm: float = 5.0,
     charges: tuple[int, ...] = (1,),
     min_correlation: float = 0.5,
     max_order: int = 3,
-    smooth_sigma: float = 1.0,
+    smooth_sigma: float = ISOTOPE_BLUR,
 ) -> pd.DataFrame:
     """Isotope pairs among the peaks: +k * 1.00336 / z Da, correlated images, chained.
 
@@ -142,10 +148,13 @@ def find_isotopes(
 
     Returns a table with columns ``mz`` (the isotope), ``mono_mz``, ``mono_index``, ``index``,
     ``order`` (1 for M+1, 2 for M+2, ...), ``charge``, ``ppm_error`` and ``correlation``
-    (with the peak one step lighter), sorted by ``mz``.
+    (with the peak one step lighter), sorted by ``mz``. ``corr``: that correlation matrix,
+    computed elsewhere (e.g. blockwise, see :func:`msicoloc.baselines.blurred_correlation`),
+    instead of from ``images``.
     """
     mz = np.asarray(mz, dtype=float)
-    corr = image_correlation(images, mask, smooth_sigma)
+    if corr is None:
+        corr = image_correlation(images, mask, smooth_sigma)
     by_mz = np.argsort(mz)
     sorted_mz = mz[by_mz]
     mono = np.arange(len(mz))

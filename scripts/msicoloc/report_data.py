@@ -11,7 +11,7 @@ import pandas as pd
 
 from msicoloc.cluster import read_clusters
 from msicoloc.embeddings import read_embeddings
-from msicoloc.images import ion_image_attrs, read_ion_images
+from msicoloc.images import ion_image_attrs, read_ion_images, read_mask
 from msicoloc.spectra import SpectraFile
 
 
@@ -25,9 +25,10 @@ class Run:
     mean_intensity: np.ndarray
     mean_kind: str
     mean_bin_ppm: float
-    stack: np.ndarray
+    stack: np.ndarray  # the small level of ion_images.h5 (what figures draw)
     mz: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray  # tissue mask of the small level
+    full_mask: np.ndarray  # tissue mask at full resolution (sizes and counts)
     image_attrs: dict
     features: np.ndarray
     embed_attrs: dict
@@ -42,8 +43,14 @@ class Run:
 
     @property
     def pixel_size_um(self) -> np.ndarray:
+        """Pixel size of the acquisition (x, y) in micrometres; NaN if not recorded."""
         size = np.asarray(self.spectra_attrs.get("pixel_size_um", [np.nan, np.nan]), float)
         return size if size.shape == (2,) else np.array([np.nan, np.nan])
+
+    @property
+    def figure_pixel_um(self) -> np.ndarray:
+        """Pixel size of the small level that figures draw (blocks of pixels averaged)."""
+        return self.pixel_size_um * int(self.image_attrs.get("small_factor", 1))
 
 
 def dataset_parameters(
@@ -77,7 +84,9 @@ def load_run(
         mean_mz, mean_int, _, kind = sf.mean_spectrum()
         attrs = dict(sf.attrs)
         bin_ppm = float(sf.h5["mean_spectrum"].attrs.get("bin_ppm", 0.0))
-    stack, mz, mask = read_ion_images(images)
+    # the report draws from the small level; counts come from the full-resolution mask
+    stack, mz, mask = read_ion_images(images, "small")
+    full_mask = read_mask(images)
     image_attrs = ion_image_attrs(images)
     _, features, embed_attrs = read_embeddings(embeddings, mz)
     features = features["features"]
@@ -95,6 +104,7 @@ def load_run(
         stack=stack,
         mz=mz,
         mask=mask,
+        full_mask=full_mask,
         image_attrs=image_attrs,
         features=features,
         embed_attrs=embed_attrs,

@@ -54,9 +54,9 @@ def run_section(
 ) -> str:
     """Section 1: data, parameters, software versions and wall time per step."""
     a = run.spectra_attrs
-    h, w = run.mask.shape
+    h, w = run.full_mask.shape
     n_pix = int(a.get("n_pixels", h * w))
-    tissue = int(run.mask.sum())
+    tissue = int(run.full_mask.sum())
     size = run.pixel_size_um
     if np.isfinite(size).all():
         dims = (

@@ -57,7 +57,7 @@ def cluster_sections(
             size=int(sizes[k]),
             colour=colours[k],
             percentile=percentile,
-            pixel_size_um=run.pixel_size_um,
+            pixel_size_um=run.figure_pixel_um,
         )
         pngs[k] = rp.figure_png(fig, dpi=110)
         cards.append(
@@ -97,7 +97,7 @@ def member_block(run: Run, k: int, colour: str, percentile: float, max_thumbnail
         run.mz[shown],
         run.mask,
         percentile=percentile,
-        pixel_size_um=run.pixel_size_um,
+        pixel_size_um=run.figure_pixel_um,
     )
     extra = ""
     if len(rest):
@@ -239,7 +239,7 @@ def disagreement_block(run: Run, n_shown: int = 12) -> str:
     score = run.methods["disagreement"].to_numpy(float)
     idx = np.argsort(-score, kind="stable")[:n_shown]
     fig = rp.thumbnail_figure(
-        run.stack[idx], run.mz[idx], run.mask, percentile=99.0, pixel_size_um=run.pixel_size_um
+        run.stack[idx], run.mz[idx], run.mask, percentile=99.0, pixel_size_um=run.figure_pixel_um
     )
     listed = ", ".join(f"{run.mz[i]:.4f} ({score[i]:.2f})" for i in idx)
     return (
