@@ -1,7 +1,7 @@
 """Benchmark: the whole workflow on a whole-slide-sized data set, step by step.
 
 Writes a processed imzML of the given size quickly (default 2,000,000 pixels, 2,000 ions; a
-few hundred centroids per pixel), whose ions follow known classes of smooth spatial patterns
+few hundred centroids per pixel, a third of them noise), whose ions follow known classes of smooth spatial patterns
 at several scales (blobs of 3 to 50 pixels) with counting noise, runs the workflow on it and
 prints, per step, wall time and peak RSS (from Snakemake's benchmark files), the scores of
 every method, and the ratio of `convert` to the floor any reader pays (the XML parse by
@@ -110,6 +110,7 @@ def write_data(imzml, annotations, height, width, n_ions, n_classes, per_pixel, 
     n_ions = len(mz)
     classes = np.arange(n_ions) % n_classes
     abundance = rng.lognormal(0, 0.7, n_ions)
+    noise = per_pixel / 2  # noise centroids per pixel
     # expected centroids per pixel: sum of 1 - exp(-lambda) ~ per_pixel
     mean_pattern = pats.mean(axis=(1, 2))[classes]
     scale = per_pixel / n_ions / max(float(np.mean(abundance * mean_pattern)), 1e-9)
@@ -124,9 +125,17 @@ def write_data(imzml, annotations, height, width, n_ions, n_classes, per_pixel, 
             lam = lam_ion[:, None] * pats[classes, y, :]  # (ions, width)
             counts = rng.poisson(lam).T  # (width, ions): pixels by ions, ions in m/z order
             pix, ion = np.nonzero(counts)
-            lengths = np.bincount(pix, minlength=width)
             mzs = mz[ion] * (1 + rng.normal(0, 2e-6, len(ion)))
             inten = counts[pix, ion].astype(np.float32)
+            # noise centroids, as every instrument gives: scattered m/z, one or two counts
+            n_noise = rng.poisson(noise, width)
+            noise_pix = np.repeat(np.arange(width), n_noise)
+            pix = np.concatenate([pix, noise_pix])
+            mzs = np.concatenate([mzs, rng.uniform(300, 1000, len(noise_pix))])
+            inten = np.concatenate([inten, rng.integers(1, 3, len(noise_pix)).astype(np.float32)])
+            order = np.lexsort((mzs, pix))
+            pix, mzs, inten = pix[order], mzs[order], inten[order]
+            lengths = np.bincount(pix, minlength=width)
             starts = np.concatenate([[0], np.cumsum(lengths)])
             parts, xml = [], []
             for x in range(width):
@@ -211,11 +220,11 @@ def main():
             sys.executable,
             "-m",
             "snakemake",
+            f"results/{name}/report.html",  # before --configfile, which takes several files
             "--cores",
             str(args.cores),
             "--configfile",
             str(config),
-            f"results/{name}/report.html",
         ],
         cwd=ROOT,
     )
