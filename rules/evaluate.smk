@@ -35,6 +35,8 @@ rule evaluate:
         isotopes="results/{dataset}/isotopes.tsv",
         colocalization="results/{dataset}/colocalization.tsv",
         methods_table="results/{dataset}/methods.tsv",
+        network="results/{dataset}/network.graphml",
+        members="results/{dataset}/cluster_members.tsv",
     log:
         "results/{dataset}/logs/evaluate.log",
     benchmark:

@@ -6,24 +6,9 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.cluster import check_cluster_args, read_cluster_labels
+from msicoloc import evaluate as ev
+from msicoloc.cluster import check_cluster_args, read_cluster_labels, read_clusters
 from msicoloc.embeddings import read_embeddings
-from msicoloc.evaluate import (
-    ANSWER_SOURCE,
-    METHODS,
-    agreement,
-    best_methods,
-    cluster_all,
-    colocalization_table,
-    isotope_pairs,
-    method_rows,
-    silhouette,
-    stability,
-    write_metrics,
-)
-from msicoloc.evaluate import (
-    methods_table as methods_frame,
-)
 from msicoloc.images import read_ion_mz, read_mask
 from msicoloc.metrics import read_annotations
 from msicoloc.settings import AnswerSettings, ClusterSettings, CompareSettings, EvaluateSettings
@@ -42,6 +27,8 @@ def main(
     isotopes: Path,
     colocalization: Path,
     methods_table: Path,
+    network: Path,
+    members: Path,
     *,
     settings: EvaluateSettings,
     cluster: ClusterSettings,
@@ -52,7 +39,8 @@ def main(
     threads: int = 1,
     dataset: str = "cli",
 ) -> None:
-    """Write metrics.json, isotopes.tsv, colocalization.tsv and methods.tsv."""
+    """Write metrics.json, isotopes.tsv, colocalization.tsv, methods.tsv, network.graphml
+    and cluster_members.tsv."""
     mz, mask = read_ion_mz(images), read_mask(images)
     _, feats, _ = read_embeddings(embeddings, mz)
     try:
@@ -65,13 +53,14 @@ def main(
         "answer": read_cluster_labels(clusters, mz),
     }
     with threadpool_limits(limits=max(1, threads)):
-        labels = cluster_all(images, feats, given, cluster, compare, seed=seed)
-        stable = stability(feats["features"], labels["simclr_sc"], cluster, seed)
-    iso = isotope_pairs(mz, images, settings)
+        kept: dict = {}
+        labels = ev.cluster_all(images, feats, given, cluster, compare, seed=seed, keep=kept)
+        stable = ev.stability(feats["features"], labels["simclr_sc"], cluster, seed)
+    iso = ev.isotope_pairs(mz, images, settings)
     truth, n_rows = (None, 0)
     if annotations:
         truth, n_rows = read_annotations(annotations, mz, settings.annotation_tolerance_ppm)
-    rows = method_rows(labels, iso, truth, cluster.n_clusters)
+    rows = ev.method_rows(labels, iso, truth, cluster.n_clusters)
     report = {
         "dataset": dataset,
         "n_ions": len(mz),
@@ -80,21 +69,25 @@ def main(
         "n_isotope_pairs": len(iso),
         "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
         "n_annotation_rows": n_rows,
-        "silhouette": silhouette(feats["features"], labels["simclr_selflabel"]),
-        "answer_method": ANSWER_SOURCE[answer.method],
-        "agreement_ari": agreement(labels),
+        "silhouette": ev.silhouette(feats["features"], labels["simclr_selflabel"]),
+        "answer_method": ev.ANSWER_SOURCE[answer.method],
+        "agreement_ari": ev.agreement(labels),
         "stability_ari": stable,
-        "method_names": {k: v for k, v in METHODS.items() if k in labels},
+        "method_names": {k: v for k, v in ev.METHODS.items() if k in labels},
         "methods": rows,
-        "best": best_methods(rows),
+        "best": ev.best_methods(rows),
     }
     for name, row in rows.items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
-        log.info("%-32s %s", METHODS[name], shown)
-    coloc = colocalization_table(mz, feats["features"], labels["answer"], settings.top_n)
-    table = methods_frame(mz, labels, truth)
-    write_metrics(metrics, report)
-    for frame, path in ((iso, isotopes), (coloc, colocalization), (table, methods_table)):
+        log.info("%-32s %s", ev.METHODS[name], shown)
+    coloc = ev.colocalization_table(mz, feats["features"], labels["answer"], settings.top_n)
+    table = ev.methods_table(mz, labels, truth)
+    ev.write_metrics(metrics, report)
+    answer_table = read_clusters(clusters, mz)
+    ev.write_network(network, mz, answer_table, feats["features"], kept["metaspace_sc"], settings)
+    member_table = ev.cluster_members(answer_table, kept["metaspace_sc"])
+    tables = ((iso, isotopes), (coloc, colocalization), (table, methods_table))
+    for frame, path in (*tables, (member_table, members)):
         with atomic_output(path) as tmp:
             frame.to_csv(tmp, sep="\t", index=False, float_format="%.6f")
 
@@ -103,5 +96,5 @@ if __name__ == "__main__":
     run_step(
         main,
         inputs=["images", "embeddings", "sc_clusters", "selflabel_clusters", "clusters"],
-        outputs=["metrics", "isotopes", "colocalization", "methods_table"],
+        outputs=["metrics", "isotopes", "colocalization", "methods_table", "network", "members"],
     )

@@ -85,14 +85,16 @@ def main(
         isotope_section(run),
         exports_section(
             html,
-            {
-                "clusters.tsv": clusters,
-                "colocalization.tsv": colocalization,
-                "methods.tsv": methods_table,
-                "isotopes.tsv": isotopes,
-                "metrics.json": metrics,
-                "cluster_means/": cluster_means,
-            },
+            [
+                clusters,
+                colocalization,
+                methods_table,
+                isotopes,
+                metrics,
+                cluster_means,
+                html.parent / "network.graphml",
+                html.parent / "cluster_members.tsv",
+            ],
         ),
         footer(),
     ]

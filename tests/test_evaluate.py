@@ -61,3 +61,36 @@ def test_cluster_all_runs_every_available_method_in_order(tmp_path):
     assert list(labels) == expected
     for key in CLASSICAL_METHODS:
         assert len(set(zip(labels[key], truth, strict=True))) == 3, key  # perfect clustering
+
+
+def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
+    import networkx as nx
+    import pandas as pd
+
+    from msicoloc.evaluate import cluster_members, network_edges, write_graphml
+
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 40))
+    learned = np.repeat(base, 3, axis=0) + 0.01 * rng.random((9, 40))  # 3 groups of 3
+    metaspace = learned + 0.01 * rng.random((9, 40))
+    mz = np.linspace(300, 500, 9)
+    clusters = pd.DataFrame(
+        {"mz": mz, "cluster": np.repeat([0, 1, 2], 3), "confidence": np.linspace(0.5, 1, 9)}
+    )
+    edges = network_edges(learned, metaspace, 0.999)
+    path = tmp_path / "network.graphml"
+    write_graphml(path, mz, clusters, edges)
+    graph = nx.read_graphml(path)
+    assert graph.number_of_nodes() == 9 and not graph.is_directed()
+    assert graph.nodes["ion4"]["mz"] == pytest.approx(mz[4], abs=1e-6)
+    assert graph.nodes["ion4"]["cluster"] == 1
+    assert graph.number_of_edges() == len(edges) == 9  # the three pairs in each group
+    for u, v, data in graph.edges(data=True):
+        assert graph.nodes[u]["cluster"] == graph.nodes[v]["cluster"]
+        assert {"learned_cosine", "metaspace_score"} <= set(data)
+        assert max(data["learned_cosine"], data["metaspace_score"]) >= 0.999
+    members = cluster_members(clusters, metaspace)
+    assert members["cluster"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert members["rank"].tolist() == [1, 2, 3] * 3
+    assert members.groupby("cluster")["confidence"].is_monotonic_decreasing.all()
+    assert (members["cluster_size"] == 3).all() and (members["mean_score_to_mates"] > 0.99).all()

@@ -70,6 +70,7 @@ def cluster_all(
     compare: CompareSettings,
     *,
     seed: int,
+    keep: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Labels of every method in :data:`METHODS` order.
 
@@ -89,6 +90,8 @@ def cluster_all(
         The config's compare section (classical settings).
     seed
         Seed of the spectral clusterings and of PCA/NMF.
+    keep
+        If given, filled with the features of the methods computed here, by method key.
     """
     labels = {}
     for key in METHODS:
@@ -102,6 +105,8 @@ def cluster_all(
         else:
             continue
         labels[key] = knn_spectral_clustering(features, cluster, random_state=seed)
+        if keep is not None:
+            keep[key] = features
     return labels
 
 
@@ -258,3 +263,81 @@ def write_metrics(path, report: dict) -> None:
 
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(report, indent=1, default=plain) + "\n")
+
+
+def network_edges(learned: np.ndarray, metaspace: np.ndarray, min_score: float) -> pd.DataFrame:
+    """Pairs of ions (source < target) whose learned-feature cosine or METASPACE-style score
+    reaches ``min_score``, with both scores."""
+    a, b = cosine_similarity(learned), cosine_similarity(metaspace)
+    source, target = np.nonzero(np.triu((a >= min_score) | (b >= min_score), k=1))
+    return pd.DataFrame(
+        {
+            "source": source,
+            "target": target,
+            "learned_cosine": a[source, target],
+            "metaspace_score": b[source, target],
+        }
+    )
+
+
+def write_graphml(path, mz: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFrame) -> None:
+    """The co-localization network as GraphML (Cytoscape, networkx, Gephi): one node per ion
+    (m/z, cluster, confidence), one undirected edge per pair of :func:`network_edges`."""
+    import xml.etree.ElementTree as ET
+
+    from msicoloc.step import atomic_output
+
+    root = ET.Element("graphml", xmlns="http://graphml.graphdrawing.org/xmlns")
+    keys = [
+        ("mz", "node", "double"),
+        ("cluster", "node", "int"),
+        ("confidence", "node", "double"),
+        ("learned_cosine", "edge", "double"),
+        ("metaspace_score", "edge", "double"),
+    ]
+    for name, where, kind in keys:
+        ET.SubElement(root, "key", {"id": name, "for": where, "attr.name": name, "attr.type": kind})
+    graph = ET.SubElement(root, "graph", id="colocalization", edgedefault="undirected")
+    for i, m in enumerate(mz):
+        node = ET.SubElement(graph, "node", id=f"ion{i}")
+        for key, value in (
+            ("mz", f"{m:.6f}"),
+            ("cluster", str(int(clusters["cluster"].iloc[i]))),
+            ("confidence", f"{clusters['confidence'].iloc[i]:.4f}"),
+        ):
+            ET.SubElement(node, "data", key=key).text = value
+    for row in edges.itertuples(index=False):
+        edge = ET.SubElement(graph, "edge", source=f"ion{row.source}", target=f"ion{row.target}")
+        ET.SubElement(edge, "data", key="learned_cosine").text = f"{row.learned_cosine:.4f}"
+        ET.SubElement(edge, "data", key="metaspace_score").text = f"{row.metaspace_score:.4f}"
+    ET.indent(root)
+    with atomic_output(path) as tmp:
+        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+def cluster_members(clusters: pd.DataFrame, metaspace: np.ndarray) -> pd.DataFrame:
+    """One row per ion, grouped by cluster (largest first) and most confident first, with the
+    cluster's size and the ion's mean METASPACE-style score to its cluster mates."""
+    sim = cosine_similarity(metaspace)
+    labels = clusters["cluster"].to_numpy()
+    same = labels[:, None] == labels[None, :]
+    np.fill_diagonal(same, False)
+    mates = same.sum(axis=1)
+    score = np.where(mates > 0, (sim * same).sum(axis=1) / np.maximum(mates, 1), np.nan)
+    table = clusters[["cluster", "mz", "confidence"]].assign(
+        cluster_size=np.bincount(labels)[labels], mean_score_to_mates=score
+    )
+    table = table.sort_values(["cluster", "confidence"], ascending=[True, False], kind="stable")
+    return table.assign(rank=table.groupby("cluster").cumcount() + 1).reset_index(drop=True)
+
+
+def write_network(
+    path,
+    mz: np.ndarray,
+    clusters: pd.DataFrame,
+    learned: np.ndarray,
+    metaspace: np.ndarray,
+    settings: EvaluateSettings,
+) -> None:
+    """network.graphml: the answer's clusters and the pairs of :func:`network_edges`."""
+    write_graphml(path, mz, clusters, network_edges(learned, metaspace, settings.network_min_score))

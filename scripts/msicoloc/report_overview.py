@@ -143,7 +143,7 @@ def wall_time_table(times: pd.DataFrame) -> str:
     )
 
 
-def exports_section(html: Path, files: dict[str, Path]) -> str:
+def exports_section(html: Path, files: list[Path]) -> str:
     """Links to the exported files, relative to the report."""
     what = {
         "clusters.tsv": "the answer: final cluster and confidence of every ion image, with "
@@ -153,13 +153,16 @@ def exports_section(html: Path, files: dict[str, Path]) -> str:
         "isotopes.tsv": "the isotope pairs of section 7",
         "metrics.json": "all scores of section 6",
         "cluster_means/": "the cluster mean images as PNG files",
+        "network.graphml": "the co-localization network (Cytoscape, networkx, Gephi)",
+        "cluster_members.tsv": "each cluster's members, most confident first",
     }
     items = []
-    for name, path in files.items():
+    for path in files:
+        name = Path(path).name
         rel = os.path.relpath(Path(path), Path(html).parent).replace(os.sep, "/")
         items.append(
             f'<li><a href="{rp.esc(rel)}"><code>{rp.esc(rel)}</code></a> — '
-            f"{rp.esc(what.get(name, ''))}</li>"
+            f"{rp.esc(what.get(name) or what.get(name + '/', ''))}</li>"
         )
     return (
         '<h2 id="exports">Exports</h2><p>Files beside this report (tables tab-separated, '

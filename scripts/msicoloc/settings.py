@@ -188,6 +188,7 @@ class EvaluateSettings:
     isotope_min_correlation: float
     isotope_max_order: int
     top_n: int
+    network_min_score: float
 
 
 @dataclass(frozen=True)
