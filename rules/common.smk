@@ -17,7 +17,7 @@ DEMO_FILES = {
     "resources/demo/demo.ibd",
     "resources/demo/demo_annotations.tsv",
 }
-SHEET_COLUMNS = ["dataset", "imzml", "annotations", "n_clusters", "mz_list"]
+SHEET_COLUMNS = ["dataset", "imzml", "annotations", "n_clusters", "mz_list", "names"]
 
 
 def sheet_error(sheet, message):
@@ -66,7 +66,7 @@ def read_sheet(sheet):
             raise sheet_error(sheet, f"line {i} ({name}): {where}: {err.message}")
         if name in rows:
             raise sheet_error(sheet, f"line {i}: duplicate dataset id '{name}'")
-        for col in ("imzml", "annotations", "mz_list"):
+        for col in ("imzml", "annotations", "mz_list", "names"):
             if row[col] is not None and not _exists_or_made(row[col]):
                 raise sheet_error(
                     sheet, f"line {i} ({name}): {col} file not found: {row[col]}"
@@ -104,6 +104,11 @@ def dataset(wildcards):
 def mz_list(wildcards):
     """The data set's m/z list (sheet column, else config), or None to pick peaks."""
     return dataset(wildcards)["mz_list"] or config["peaks"]["mz_list"]
+
+
+def name_table(wildcards):
+    """The data set's name table (sheet column, else config), or None."""
+    return dataset(wildcards)["names"] or config["names"]["table"]
 
 
 def n_clusters(wildcards):
@@ -165,7 +170,16 @@ def science_parameters():
     steps read those from the config directly (msicoloc.step.run_step), so that changing
     them reruns nothing, not even the report.
     """
-    keys = ["seed", "convert", "peaks", "ion_images", "simclr", "cluster", "compare"]
+    keys = [
+        "seed",
+        "convert",
+        "peaks",
+        "names",
+        "ion_images",
+        "simclr",
+        "cluster",
+        "compare",
+    ]
     keys += ["self_label", "answer", "evaluate"]
     return {
         key: settings(key) if isinstance(config[key], dict) else config[key]
@@ -187,7 +201,7 @@ def all_outputs():
 
 
 # A data set's steps in pipeline order (the report lists their wall times in this order).
-STEPS = ["convert", "peaks", "ion_images", "train_simclr", "embed", "cluster"]
+STEPS = ["convert", "peaks", "names", "ion_images", "train_simclr", "embed", "cluster"]
 STEPS += ["self_label", "answer", "evaluate", "report"]
 
 

@@ -2,6 +2,7 @@ rule answer:
     input:
         images=rules.ion_images.output.images,
         selflabel_clusters=rules.self_label.output.clusters,
+        names=rules.names.output.names,
     output:
         clusters="results/{dataset}/clusters.tsv",
     log:

@@ -40,6 +40,27 @@ rule peaks:
         "../scripts/peaks.py"
 
 
+rule names:
+    input:
+        peaks=rules.peaks.output.peaks,
+        table=lambda wc: name_table(wc) or [],
+    output:
+        names="results/{dataset}/names.tsv",
+    log:
+        "results/{dataset}/logs/names.log",
+    benchmark:
+        "results/{dataset}/benchmarks/names.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    resources:
+        **job_resources("cpu"),
+    params:
+        settings=settings("names"),
+        table=name_table,
+    script:
+        "../scripts/names.py"
+
+
 rule ion_images:
     input:
         spectra=rules.convert.output.spectra,

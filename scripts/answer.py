@@ -10,6 +10,7 @@ from msicoloc import InputError
 from msicoloc.cluster import check_cluster_args, read_clusters, write_clusters
 from msicoloc.evaluate import answer_clusters
 from msicoloc.images import read_ion_mz
+from msicoloc.names import read_peak_names
 from msicoloc.settings import AnswerSettings, ClusterSettings, CompareSettings
 from msicoloc.step import run_step
 
@@ -19,6 +20,7 @@ log = logging.getLogger("msicoloc.answer")
 def main(
     images: Path,
     selflabel_clusters: Path,
+    names: Path,
     clusters: Path,
     *,
     settings: AnswerSettings,
@@ -28,7 +30,7 @@ def main(
     threads: int = 1,
     dataset: str = "?",
 ) -> None:
-    """Write clusters.tsv (mz, cluster, confidence, learned_cluster) by answer.method.
+    """Write clusters.tsv (mz, cluster, confidence, learned_cluster, name) by answer.method.
 
     cluster 0 is the largest; confidence is the share of an ion's nearest neighbours in its
     cluster (or the self-labeling classifier's probability); learned_cluster is the learned
@@ -52,8 +54,9 @@ def main(
         cluster=labels,
         confidence=confidence,
         learned_cluster=learned["cluster"].to_numpy(np.int64),
+        name=read_peak_names(names, mz),
     )
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["images", "selflabel_clusters"], outputs=["clusters"])
+    run_step(main, inputs=["images", "selflabel_clusters", "names"], outputs=["clusters"])

@@ -80,10 +80,10 @@ def main(
     for name, row in rows.items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
         log.info("%-32s %s", ev.METHODS[name], shown)
-    coloc = ev.colocalization_table(mz, feats["features"], labels["answer"], settings.top_n)
+    answer_table = read_clusters(clusters, mz)
+    coloc = ev.colocalization_table(mz, feats["features"], answer_table, settings.top_n)
     table = ev.methods_table(mz, labels, truth)
     ev.write_metrics(metrics, report)
-    answer_table = read_clusters(clusters, mz)
     ev.write_network(network, mz, answer_table, feats["features"], kept["metaspace_sc"], settings)
     member_table = ev.cluster_members(answer_table, kept["metaspace_sc"])
     tables = ((iso, isotopes), (coloc, colocalization), (table, methods_table))

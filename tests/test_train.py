@@ -15,6 +15,7 @@ from scipy.ndimage import gaussian_filter
 
 from msicoloc import InputError
 from msicoloc.images import read_ion_images
+from msicoloc.names import write_names
 from msicoloc.settings import replace
 from msicoloc.train import (
     check_images,
@@ -292,19 +293,23 @@ def test_step_scripts_end_to_end(tmp_path, stack):
     ckpt = torch.load(outputs[0]["finetuned_model"], weights_only=True)
     assert ckpt["n_clusters"] == 4 and ckpt["head"]["weight"].shape == (4, 1024)
     cluster = workflow_settings("cluster", n_clusters=4, n_neighbors=5, assign_labels="kmeans")
+    names = tmp_path / "names.tsv"
+    write_names(names, read_ion_images(h5)[1], ["ion A"] + [""] * 39)
     for method in ("pearson_smooth", "simclr_selflabel"):
         answer = tmp_path / f"answer_{method}.tsv"
         load_step("answer").main(
             images=h5,
             selflabel_clusters=outputs[0]["clusters"],
+            names=names,
             clusters=answer,
             settings=workflow_settings("answer", method=method),
             compare=workflow_settings("compare", smooth_sigma=1.0),
             cluster=cluster,
             seed=0,
         )
-        got = pd.read_csv(answer, sep="\t")
-        assert list(got.columns) == ["mz", "cluster", "confidence", "learned_cluster"]
+        got = pd.read_csv(answer, sep="\t", keep_default_na=False)
+        assert list(got.columns) == ["mz", "cluster", "confidence", "learned_cluster", "name"]
+        assert got["name"].tolist() == ["ion A"] + [""] * 39
         assert np.array_equal(got["learned_cluster"], table["cluster"])
         assert got["confidence"].between(0, 1).all() and got["cluster"].nunique() == 4
     # the learned answer is the self-labeling result as it is

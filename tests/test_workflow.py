@@ -66,8 +66,14 @@ def tiny_run(tmp_path_factory):
         n_ions=24,
         seed=1,
     )
+    # molecule names for the annotated ions (a plain mz-name table)
+    ann = pd.read_csv(data / "tiny_ann.tsv", sep="\t")
+    ann.assign(name="molecule " + ann.index.astype(str))[["mz", "name"]].to_csv(
+        data / "names.tsv", sep="\t", index=False
+    )
     (work / "sheet.tsv").write_text(
-        "dataset\timzml\tannotations\tn_clusters\ntiny\tdata/tiny.imzML\tdata/tiny_ann.tsv\t3\n"
+        "dataset\timzml\tannotations\tn_clusters\tnames\n"
+        "tiny\tdata/tiny.imzML\tdata/tiny_ann.tsv\t3\tdata/names.tsv\n"
     )
     (work / "test.yaml").write_text("datasets: sheet.tsv\n" + FAST)
     res = snakemake(work, "--configfile", "test.yaml")
@@ -95,8 +101,16 @@ def test_outputs_exist_and_agree(tiny_run):
 def test_learning_outputs(tiny_run):
     out = tiny_run / "results" / "tiny"
     clusters = pd.read_csv(out / "clusters.tsv", sep="\t")
-    assert list(clusters.columns) == ["mz", "cluster", "confidence", "learned_cluster"]
+    assert list(clusters.columns) == ["mz", "cluster", "confidence", "learned_cluster", "name"]
     assert clusters.cluster.between(0, 2).all() and clusters.confidence.between(0, 1).all()
+    # names from the sheet's name table reach the answer, the neighbours, members, network
+    named = clusters["name"].fillna("").str.startswith("molecule ")
+    assert named.sum() >= len(clusters) // 2
+    coloc = pd.read_csv(out / "colocalization.tsv", sep="\t")
+    assert coloc["neighbour_name"].fillna("").str.startswith("molecule ").any()
+    members = pd.read_csv(out / "cluster_members.tsv", sep="\t")
+    assert set(members["name"].dropna()) == set(clusters["name"].dropna())
+    assert "molecule " in (out / "network.graphml").read_text()
     learned = pd.read_csv(out / "clusters_selflabel.tsv", sep="\t")
     assert list(learned.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
     assert np.array_equal(learned.cluster, clusters.learned_cluster)
@@ -272,11 +286,11 @@ def test_adding_a_data_set_schedules_only_its_jobs(finished):
         seed=5,
     )
     with open(finished / "sheet.tsv", "a") as f:
-        f.write("new\tdata/new.imzML\tdata/new_ann.tsv\t3\n")
+        f.write("new\tdata/new.imzML\tdata/new_ann.tsv\t3\t\n")
     res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = scheduled(res.stdout)
-    per_dataset = {"convert", "peaks", "ion_images", "train_simclr", "embed", "cluster"}
+    per_dataset = {"convert", "peaks", "names", "ion_images", "train_simclr", "embed", "cluster"}
     per_dataset |= {"self_label", "answer", "evaluate", "report"}
     assert sorted(r for r, d in jobs if d == "new") == sorted(per_dataset)
     assert sorted(r for r, d in jobs if d is None) == ["all", "summary"]

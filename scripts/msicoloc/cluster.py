@@ -237,8 +237,8 @@ def write_clusters(path, mz: np.ndarray, **columns: np.ndarray) -> None:
 
     This is the one writer of ``clusters_sc.tsv``, ``clusters_selflabel.tsv`` and
     ``clusters.tsv``. Rows are in ascending m/z, which is also the ion images' order
-    (peaks.tsv is sorted); m/z has 6 decimals, integer columns are ids, other columns
-    4 decimals.
+    (peaks.tsv is sorted); m/z has 6 decimals, integer columns are ids, text columns (names)
+    as they are, other columns 4 decimals.
     """
     from msicoloc.step import atomic_output
 
@@ -246,6 +246,9 @@ def write_clusters(path, mz: np.ndarray, **columns: np.ndarray) -> None:
     cells = [[f"{m:.6f}" for m in mz]]
     for values in columns.values():
         values = np.asarray(values)
+        if values.dtype == object or values.dtype.kind in "US":  # text, e.g. molecule names
+            cells.append([str(v) for v in values])
+            continue
         fmt = "{:d}" if np.issubdtype(values.dtype, np.integer) else "{:.4f}"
         cells.append([fmt.format(v.item()) for v in values])
     order = np.argsort(mz, kind="stable")
@@ -265,7 +268,8 @@ def read_clusters(path, mz: np.ndarray) -> pd.DataFrame:
         m/z of the ion images, in their (ascending) order.
     """
     try:
-        table = pd.read_csv(path, sep="\t")
+        # names may be empty or "NA"-like words: text stays text
+        table = pd.read_csv(path, sep="\t", dtype={"name": str}, keep_default_na=False)
     except Exception as err:
         raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
     if not {"mz", "cluster"} <= set(table.columns):

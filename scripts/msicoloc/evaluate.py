@@ -210,17 +210,22 @@ def stability(features: np.ndarray, labels: np.ndarray, cluster: ClusterSettings
 
 
 def colocalization_table(
-    mz: np.ndarray, features: np.ndarray, answer: np.ndarray, top_n: int
+    mz: np.ndarray, features: np.ndarray, answer: pd.DataFrame, top_n: int
 ) -> pd.DataFrame:
-    """Each ion's ``top_n`` nearest ions by cosine of ``features`` (colocalization.tsv)."""
+    """Each ion's ``top_n`` nearest ions by cosine of ``features`` (colocalization.tsv), with
+    the answer's clusters and names (clusters.tsv)."""
     idx, sim = nearest_neighbours(cosine_similarity(features), top_n)
+    labels = answer["cluster"].to_numpy()
+    names = answer["name"].to_numpy(object) if "name" in answer else np.full(len(mz), "")
     return pd.DataFrame(
         {
             "mz": np.repeat(mz, idx.shape[1]),
             "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
             "neighbour_mz": mz[idx].ravel(),
             "cosine": sim.ravel(),
-            "same_cluster": (answer[idx] == answer[:, None]).ravel(),
+            "same_cluster": (labels[idx] == labels[:, None]).ravel(),
+            "name": np.repeat(names, idx.shape[1]),
+            "neighbour_name": names[idx].ravel(),
         }
     )
 
@@ -282,7 +287,7 @@ def network_edges(learned: np.ndarray, metaspace: np.ndarray, min_score: float) 
 
 def write_graphml(path, mz: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFrame) -> None:
     """The co-localization network as GraphML (Cytoscape, networkx, Gephi): one node per ion
-    (m/z, cluster, confidence), one undirected edge per pair of :func:`network_edges`."""
+    (m/z, name, cluster, confidence), one undirected edge per pair of :func:`network_edges`."""
     import xml.etree.ElementTree as ET
 
     from msicoloc.step import atomic_output
@@ -290,6 +295,7 @@ def write_graphml(path, mz: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFr
     root = ET.Element("graphml", xmlns="http://graphml.graphdrawing.org/xmlns")
     keys = [
         ("mz", "node", "double"),
+        ("name", "node", "string"),
         ("cluster", "node", "int"),
         ("confidence", "node", "double"),
         ("learned_cosine", "edge", "double"),
@@ -302,6 +308,7 @@ def write_graphml(path, mz: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFr
         node = ET.SubElement(graph, "node", id=f"ion{i}")
         for key, value in (
             ("mz", f"{m:.6f}"),
+            ("name", str(clusters["name"].iloc[i]) if "name" in clusters else ""),
             ("cluster", str(int(clusters["cluster"].iloc[i]))),
             ("confidence", f"{clusters['confidence'].iloc[i]:.4f}"),
         ):
@@ -324,7 +331,8 @@ def cluster_members(clusters: pd.DataFrame, metaspace: np.ndarray) -> pd.DataFra
     np.fill_diagonal(same, False)
     mates = same.sum(axis=1)
     score = np.where(mates > 0, (sim * same).sum(axis=1) / np.maximum(mates, 1), np.nan)
-    table = clusters[["cluster", "mz", "confidence"]].assign(
+    columns = ["cluster", "mz", "name", "confidence"] if "name" in clusters else None
+    table = clusters[columns or ["cluster", "mz", "confidence"]].assign(
         cluster_size=np.bincount(labels)[labels], mean_score_to_mates=score
     )
     table = table.sort_values(["cluster", "confidence"], ascending=[True, False], kind="stable")

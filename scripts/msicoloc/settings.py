@@ -92,6 +92,13 @@ class PeakSettings:
 
 
 @dataclass(frozen=True)
+class NameSettings:
+    SECTION: ClassVar[str] = "names"
+    table: str | None
+    tolerance_ppm: float
+
+
+@dataclass(frozen=True)
 class IonImageSettings:
     SECTION: ClassVar[str] = "ion_images"
     tolerance_ppm: float
@@ -206,6 +213,7 @@ SECTIONS: dict[str, type] = {
     for cls in (
         ConvertSettings,
         PeakSettings,
+        NameSettings,
         IonImageSettings,
         SimCLRSettings,
         ClusterSettings,
