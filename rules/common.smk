@@ -52,17 +52,18 @@ def read_sheet(sheet):
     rows = {}
     for i, row in enumerate(table.to_dict("records"), start=2):
         name = row["dataset"]
-        if row["n_clusters"] is not None:
+        if row["n_clusters"] not in (None, "auto"):
             try:
                 row["n_clusters"] = int(row["n_clusters"])
             except ValueError:
                 raise sheet_error(
                     sheet,
-                    f"line {i} ({name}): n_clusters '{row['n_clusters']}' is not an integer",
+                    f"line {i} ({name}): n_clusters '{row['n_clusters']}' is neither an "
+                    "integer nor auto",
                 )
         err = jsonschema.exceptions.best_match(validator.iter_errors(row))
         if err is not None:
-            where = err.path[0] if err.path else "row"
+            where = err.absolute_path[0] if err.absolute_path else "row"
             raise sheet_error(sheet, f"line {i} ({name}): {where}: {err.message}")
         if name in rows:
             raise sheet_error(sheet, f"line {i}: duplicate dataset id '{name}'")
@@ -201,8 +202,8 @@ def all_outputs():
 
 
 # A data set's steps in pipeline order (the report lists their wall times in this order).
-STEPS = ["convert", "peaks", "names", "ion_images", "train_simclr", "embed", "cluster"]
-STEPS += ["self_label", "answer", "evaluate", "report"]
+STEPS = ["convert", "peaks", "names", "ion_images", "choose_k", "train_simclr", "embed"]
+STEPS += ["cluster", "self_label", "answer", "evaluate", "report"]
 
 
 def warn_about_gaps():

@@ -3,6 +3,7 @@ rule answer:
         images=rules.ion_images.output.images,
         selflabel_clusters=rules.self_label.output.clusters,
         names=rules.names.output.names,
+        n_clusters=rules.choose_k.output.n_clusters,
     output:
         clusters="results/{dataset}/clusters.tsv",
     log:
@@ -28,6 +29,7 @@ rule evaluate:
         images=rules.ion_images.output.images,
         embeddings=rules.embed.output.embeddings,
         sc_clusters=rules.cluster.output.clusters,
+        n_clusters=rules.choose_k.output.n_clusters,
         selflabel_clusters=rules.self_label.output.clusters,
         clusters=rules.answer.output.clusters,
         annotations=lambda wc: dataset(wc)["annotations"] or [],

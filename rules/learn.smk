@@ -50,6 +50,7 @@ rule embed:
 rule cluster:
     input:
         embeddings=rules.embed.output.embeddings,
+        n_clusters=rules.choose_k.output.n_clusters,
     output:
         clusters="results/{dataset}/clusters_sc.tsv",
     log:

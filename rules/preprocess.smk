@@ -84,3 +84,25 @@ rule ion_images:
         settings=settings("ion_images"),
     script:
         "../scripts/ion_images.py"
+
+
+rule choose_k:
+    input:
+        images=rules.ion_images.output.images,
+    output:
+        n_clusters="results/{dataset}/n_clusters.json",
+    log:
+        "results/{dataset}/logs/choose_k.log",
+    benchmark:
+        "results/{dataset}/benchmarks/choose_k.tsv"
+    conda:
+        "../envs/report.yaml"
+    threads: 2
+    resources:
+        **job_resources("cpu"),
+    params:
+        cluster=cluster_settings,
+        compare=settings("compare"),
+        seed=config["seed"],
+    script:
+        "../scripts/choose_k.py"

@@ -14,6 +14,7 @@ rule report:
         colocalization=rules.evaluate.output.colocalization,
         simclr_history=rules.train_simclr.output.history,
         self_label_history=rules.self_label.output.history,
+        k_choice=rules.choose_k.output.n_clusters,
     output:
         html=report(
             "results/{dataset}/report.html",

@@ -7,7 +7,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.cluster import check_cluster_args, read_clusters, write_clusters
+from msicoloc.cluster import check_cluster_args, read_clusters, with_chosen_k, write_clusters
 from msicoloc.evaluate import answer_clusters
 from msicoloc.images import read_ion_mz
 from msicoloc.names import read_peak_names
@@ -23,6 +23,7 @@ def main(
     names: Path,
     clusters: Path,
     *,
+    n_clusters: Path | None = None,
     settings: AnswerSettings,
     cluster: ClusterSettings,
     compare: CompareSettings,
@@ -36,6 +37,7 @@ def main(
     cluster (or the self-labeling classifier's probability); learned_cluster is the learned
     pipeline's cluster, for comparison.
     """
+    cluster = with_chosen_k(cluster, n_clusters)
     mz = read_ion_mz(images)
     learned = read_clusters(selflabel_clusters, mz)
     try:
@@ -59,4 +61,6 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["images", "selflabel_clusters", "names"], outputs=["clusters"])
+    run_step(
+        main, inputs=["images", "selflabel_clusters", "names", "n_clusters"], outputs=["clusters"]
+    )

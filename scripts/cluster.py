@@ -7,7 +7,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.cluster import check_cluster_args, knn_spectral_clustering, write_clusters
+from msicoloc.cluster import (
+    check_cluster_args,
+    knn_spectral_clustering,
+    with_chosen_k,
+    write_clusters,
+)
 from msicoloc.embeddings import read_embeddings
 from msicoloc.settings import ClusterSettings
 from msicoloc.step import run_step
@@ -19,6 +24,7 @@ def main(
     embeddings: Path,
     clusters: Path,
     *,
+    n_clusters: Path | None = None,
     settings: ClusterSettings,
     seed: int,
     features: str = "features",
@@ -26,6 +32,7 @@ def main(
     dataset: str = "?",
 ) -> None:
     """Write clusters_sc.tsv: spectral clusters of one feature set of embeddings.h5."""
+    settings = with_chosen_k(settings, n_clusters)
     mz, table, _ = read_embeddings(embeddings)
     if features not in table:
         raise InputError(embeddings, f"no dataset {features!r}")
@@ -43,4 +50,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(main, inputs=["embeddings"], outputs=["clusters"])
+    run_step(main, inputs=["embeddings", "n_clusters"], outputs=["clusters"])

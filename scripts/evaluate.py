@@ -7,7 +7,12 @@ from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
 from msicoloc import evaluate as ev
-from msicoloc.cluster import check_cluster_args, read_cluster_labels, read_clusters
+from msicoloc.cluster import (
+    check_cluster_args,
+    read_cluster_labels,
+    read_clusters,
+    with_chosen_k,
+)
 from msicoloc.embeddings import read_embeddings
 from msicoloc.images import read_ion_mz, read_mask
 from msicoloc.metrics import read_annotations
@@ -30,6 +35,7 @@ def main(
     network: Path,
     members: Path,
     *,
+    n_clusters: Path | None = None,
     settings: EvaluateSettings,
     cluster: ClusterSettings,
     compare: CompareSettings,
@@ -41,6 +47,7 @@ def main(
 ) -> None:
     """Write metrics.json, isotopes.tsv, colocalization.tsv, methods.tsv, network.graphml
     and cluster_members.tsv."""
+    cluster = with_chosen_k(cluster, n_clusters)
     mz, mask = read_ion_mz(images), read_mask(images)
     _, feats, _ = read_embeddings(embeddings, mz)
     try:
@@ -95,6 +102,13 @@ def main(
 if __name__ == "__main__":
     run_step(
         main,
-        inputs=["images", "embeddings", "sc_clusters", "selflabel_clusters", "clusters"],
+        inputs=[
+            "images",
+            "embeddings",
+            "sc_clusters",
+            "n_clusters",
+            "selflabel_clusters",
+            "clusters",
+        ],
         outputs=["metrics", "isotopes", "colocalization", "methods_table", "network", "members"],
     )

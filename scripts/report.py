@@ -22,7 +22,7 @@ from msicoloc.step import atomic_output, run_step
 log = logging.getLogger("report")
 
 INPUTS = "spectra images embeddings clusters metrics methods_table isotopes".split()
-INPUTS += ["colocalization", "simclr_history", "self_label_history"]
+INPUTS += ["colocalization", "simclr_history", "self_label_history", "k_choice"]
 
 
 def main(
@@ -36,6 +36,7 @@ def main(
     colocalization: Path,
     simclr_history: Path,
     self_label_history: Path,
+    k_choice: Path,
     html: Path,
     cluster_means: Path,
     *,
@@ -69,6 +70,7 @@ def main(
         isotopes,
         simclr_history,
         self_label_history,
+        k_choice,
     )
     colours = rp.cluster_colours(run.n_clusters)
     means_png, sections = cluster_sections(

@@ -191,7 +191,7 @@ def imzml(tmp_path):
         ("a\t{f}\nb\t/nowhere/x.imzML\n", r"line 3 \(b\): imzml file not found: /nowhere/x.imzML"),
         ("a b\t{f}\n", r"line 2 \(a b\): dataset: 'a b' does not match"),
         ("a\t{f}\tmissing_annotations.tsv\n", "annotations file not found"),
-        ("a\t{f}\t\tseven\n", "n_clusters 'seven' is not an integer"),
+        ("a\t{f}\t\tseven\n", "n_clusters 'seven' is neither an integer nor auto"),
         ("a\t{f}\t\t1\n", "n_clusters: 1 is less than the minimum of 2"),
     ],
 )

@@ -168,3 +168,18 @@ def test_disconnected_graph_still_gives_k_nonempty_clusters():
     for solver in ("amg", "lobpcg"):
         labels = spectral(x, 15, eigen_solver=solver)
         assert np.bincount(labels, minlength=15).min() > 0, solver
+
+
+def test_eigengap_finds_the_number_of_separated_groups():
+    """n_clusters: auto on K well-separated groups of ions gives K (K = 3, 5, 8)."""
+    from msicoloc.cluster import eigengap_n_clusters
+
+    rng = np.random.default_rng(0)
+    for k in (3, 5, 8):
+        centres = rng.normal(size=(k, 40)) * 5
+        x = np.concatenate([c + rng.normal(size=(25, 40)) for c in centres])
+        got, values = eigengap_n_clusters(x, workflow_settings("cluster", auto_range=(2, 12)))
+        assert got == k and len(values) == 13
+        assert values[:k].max() < 0.05 < values[k]
+    with pytest.raises(ValueError, match="only 4 ion images"):
+        eigengap_n_clusters(x[:4], workflow_settings("cluster", auto_range=(5, 12)))

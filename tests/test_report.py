@@ -16,6 +16,7 @@ import pytest
 from conftest import CONVERT, ROOT, SCRIPTS, run_script, workflow_settings, write_small_imzml
 
 from msicoloc import report as rp
+from msicoloc.cluster import write_n_clusters
 from msicoloc.spectra import convert
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -271,6 +272,8 @@ def fake_results(root, *, annotated: bool = True) -> dict:
         "epoch\tloss\tconfident_share\n1\t1.2\t0.6\n2\t0.9\t0.65\n"
     )
     (out / "benchmarks" / "convert.tsv").write_text("s\th:m:s\tmax_rss\n1.25\t0:00:01\t120\n")
+    eigenvalues = [0.0, 0.0, 0.0, 0.4, 0.5, 0.6, 0.7]  # 3 groups, 4 clusters asked: as given
+    write_n_clusters(out / "n_clusters.json", 4, "eigengap" if annotated else "given", eigenvalues)
     return {
         "spectra": out / "spectra.h5",
         "images": out / "ion_images.h5",
@@ -282,6 +285,7 @@ def fake_results(root, *, annotated: bool = True) -> dict:
         "colocalization": out / "colocalization.tsv",
         "simclr_history": out / "model" / "simclr_history.tsv",
         "self_label_history": out / "model" / "self_label_history.tsv",
+        "k_choice": out / "n_clusters.json",
         "html": out / "report.html",
         "cluster_means": out / "cluster_means",
     }
@@ -324,6 +328,9 @@ def test_report_is_self_contained(tmp_path, monkeypatch, annotated):
     files = sorted(p.name for p in paths["cluster_means"].iterdir())
     assert files == ["cluster_00.png", "cluster_01.png", "cluster_02.png"]
     assert "Empty clusters: 3" in text
+    # how the number of clusters came: the eigengap plot, or "as given"
+    assert ("<b>n_clusters: auto</b> chose <b>4</b>" in text) == annotated
+    assert ("4 clusters, as given" in text) == (not annotated)
     # fewer non-empty clusters than requested never passes silently
     assert "fewer non-empty clusters than the 4 requested" in text
     assert "final (3)" in text and "pixel cosine (3)" in text

@@ -232,6 +232,68 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return new[np.searchsorted(values, labels)]
 
 
+def eigengap_n_clusters(features: np.ndarray, settings: ClusterSettings) -> tuple[int, np.ndarray]:
+    """The number of clusters the data suggest: the largest eigengap of the kNN graph.
+
+    The graph is the one spectral clustering partitions (``settings.n_neighbors``,
+    ``settings.affinity``); for K well-separated groups of ions its normalised Laplacian has
+    K eigenvalues near 0 and a gap after them. K is taken where the gap
+    ``lambda[K] - lambda[K - 1]`` (ascending eigenvalues, from 0) is largest within
+    ``settings.auto_range``, clipped to fewer than the number of ions.
+
+    Returns K and the smallest ``auto_range[1] + 1`` eigenvalues (for the report's plot).
+    """
+    from scipy.sparse.csgraph import laplacian
+
+    x = np.asarray(features, dtype=np.float64)
+    n = len(x)
+    lo, hi = settings.auto_range
+    hi = min(hi, n - 1)
+    if hi < lo:
+        raise ValueError(f"only {n} ion images: cannot choose between {lo} and {hi} clusters")
+    n_neighbors = check_cluster_args(n, lo, settings.n_neighbors)
+    graph = knn_graph(x, n_neighbors, affinity=settings.affinity)
+    # dense: a few thousand ion images take seconds; the whole spectrum is exact
+    values = np.linalg.eigvalsh(laplacian(graph, normed=True).toarray())[: hi + 1]
+    ks = np.arange(lo, hi + 1)
+    gaps = values[ks] - values[ks - 1]
+    return int(ks[np.argmax(gaps)]), values
+
+
+def write_n_clusters(path, n_clusters: int, chosen_by: str, eigenvalues=None) -> None:
+    """Write n_clusters.json: the number of clusters every method uses, and how it came."""
+    import json
+
+    from msicoloc.step import atomic_output
+
+    record = {"n_clusters": int(n_clusters), "chosen_by": chosen_by}
+    if eigenvalues is not None:
+        record["eigenvalues"] = [round(float(v), 6) for v in eigenvalues]
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_n_clusters(path) -> dict:
+    """The record of :func:`write_n_clusters`."""
+    import json
+    from pathlib import Path
+
+    return json.loads(Path(path).read_text())
+
+
+def with_chosen_k(settings: ClusterSettings, n_clusters_file) -> ClusterSettings:
+    """``settings`` with the number of clusters of n_clusters.json (given, or chosen); without
+    a file (a step run by hand), the settings' own number, which must then be one."""
+    import dataclasses
+
+    if n_clusters_file is None:
+        if settings.n_clusters == "auto":
+            raise InputError("n_clusters", "auto needs the n_clusters.json of the choose_k step")
+        return settings
+    k = read_n_clusters(n_clusters_file)["n_clusters"]
+    return dataclasses.replace(settings, n_clusters=k)
+
+
 def write_clusters(path, mz: np.ndarray, **columns: np.ndarray) -> None:
     """Write a cluster table atomically: ``mz`` then ``columns``, one row per ion image.
 

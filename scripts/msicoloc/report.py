@@ -435,6 +435,26 @@ def _scatter_groups(ax, xy: np.ndarray, groups: Mapping, title: str) -> None:
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
+def eigengap_figure(values: np.ndarray, chosen: int) -> Figure:
+    """Ascending Laplacian eigenvalues with the gap after the ``chosen``-th marked."""
+    fig = Figure(figsize=(5.2, 2.6), layout="constrained")
+    ax = fig.subplots()
+    index = np.arange(1, len(values) + 1)
+    ax.plot(index, values, "o-", color="C0", ms=3, lw=1)
+    ax.axvspan(chosen + 0.1, chosen + 0.9, color="C3", alpha=0.25, lw=0)
+    ax.annotate(
+        f"K = {chosen}",
+        (chosen + 0.5, values[min(chosen, len(values) - 1)]),
+        xytext=(8, -14),
+        textcoords="offset points",
+        color="C3",
+    )
+    ax.set_xlabel("eigenvalue number")
+    ax.set_ylabel("eigenvalue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
 def training_figure(simclr: pd.DataFrame, self_label: pd.DataFrame) -> Figure:
     """SimCLR loss (and learning rate) and self-labeling loss (and confident share)."""
     fig = Figure(figsize=(11.5, 3.4), layout="constrained")

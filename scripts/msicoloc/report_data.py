@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from msicoloc.cluster import read_clusters
+from msicoloc.cluster import read_clusters, read_n_clusters
 from msicoloc.embeddings import read_embeddings
 from msicoloc.images import ion_image_attrs, read_ion_images, read_mask
 from msicoloc.spectra import SpectraFile
@@ -40,6 +40,7 @@ class Run:
     isotopes: pd.DataFrame
     simclr_history: pd.DataFrame
     self_label_history: pd.DataFrame
+    k_choice: dict  # n_clusters.json: the number of clusters and how it was chosen
 
     @property
     def pixel_size_um(self) -> np.ndarray:
@@ -78,6 +79,7 @@ def load_run(
     isotopes: Path,
     simclr_history: Path,
     self_label_history: Path,
+    k_choice: Path | None = None,
 ) -> Run:
     """Read and cross-check the inputs (the ion order must agree everywhere)."""
     with SpectraFile(spectra) as sf:
@@ -116,4 +118,5 @@ def load_run(
         isotopes=pd.read_csv(isotopes, sep="\t"),
         simclr_history=pd.read_csv(simclr_history, sep="\t"),
         self_label_history=pd.read_csv(self_label_history, sep="\t"),
+        k_choice=read_n_clusters(k_choice) if k_choice else {"n_clusters": n_clusters},
     )

@@ -74,7 +74,8 @@ def cluster_sections(
     ]
     html = (
         '<h2 id="clusters">3. Clusters</h2>'
-        f"<p>Mean image of each cluster (files <code>cluster_means/cluster_NN.png</code>); "
+        + k_choice_block(run.k_choice)
+        + f"<p>Mean image of each cluster (files <code>cluster_means/cluster_NN.png</code>); "
         f'click a tile for its member ion images.</p><p class="note">{rule}</p>'
         f'<div class="grid">{"".join(cards)}</div>{note}'
         "<h3>Member ion images</h3>"
@@ -83,6 +84,23 @@ def cluster_sections(
         " the scale bar right of each grid gives the tiles' size.</p>" + "".join(members)
     )
     return pngs, html
+
+
+def k_choice_block(k_choice: dict) -> str:
+    """How the number of clusters came about: given, or the eigengap plot with the choice."""
+    k = k_choice.get("n_clusters")
+    if k_choice.get("chosen_by") != "eigengap":
+        return f'<p class="note">{k} clusters, as given (sample sheet or config).</p>'
+    png = rp.figure_png(rp.eigengap_figure(np.asarray(k_choice["eigenvalues"]), int(k)), dpi=100)
+    return rp.figure_block(
+        png,
+        "eigenvalues of the kNN graph's Laplacian",
+        f"<b>n_clusters: auto</b> chose <b>{k}</b>: the largest gap between consecutive "
+        "eigenvalues of the normalised Laplacian of the kNN graph (smoothed Pearson), within "
+        "<code>cluster.auto_range</code>. K groups of ions that share no neighbours give K "
+        "eigenvalues near 0; set <code>n_clusters</code> in the sheet to override.",
+        width=520,
+    )
 
 
 def member_block(run: Run, k: int, colour: str, percentile: float, max_thumbnails: int) -> str:

@@ -129,7 +129,8 @@ class SimCLRSettings:
 @dataclass(frozen=True)
 class ClusterSettings:
     SECTION: ClassVar[str] = "cluster"
-    n_clusters: int
+    n_clusters: int | Literal["auto"]
+    auto_range: tuple[int, int]
     n_neighbors: int
     affinity: Literal["local_scaling", "connectivity"]
     eigen_solver: Literal["auto", "amg", "lobpcg", "arpack"]

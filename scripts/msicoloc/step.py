@@ -188,7 +188,10 @@ def _from_argv(main, inputs, outputs) -> tuple[dict, str | None]:
         flag = "--" + name.replace("_", "-")
         cls = _settings_class(hints.get(name))
         if name in inputs or name in outputs:
-            parser.add_argument(flag, dest=name, type=Path, required=True, metavar="PATH")
+            optional = par.default is not inspect.Parameter.empty  # e.g. n_clusters.json
+            parser.add_argument(
+                flag, dest=name, type=Path, required=not optional, default=None, metavar="PATH"
+            )
         elif name == "dataset":
             parser.add_argument(flag, dest=name, default="cli", help="data set id in messages")
         elif name == "threads":

@@ -1,0 +1,51 @@
+"""The number of clusters of a data set: the sheet's or config's, or chosen from the data."""
+
+import logging
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from msicoloc import InputError
+from msicoloc.baselines import representation_from_file
+from msicoloc.cluster import eigengap_n_clusters, write_n_clusters
+from msicoloc.images import read_ion_mz
+from msicoloc.settings import ClusterSettings, CompareSettings
+from msicoloc.step import run_step
+
+log = logging.getLogger("choose_k")
+
+
+def main(
+    images: Path,
+    n_clusters: Path,
+    *,
+    cluster: ClusterSettings,
+    compare: CompareSettings,
+    seed: int,
+    threads: int = 1,
+    dataset: str = "cli",
+) -> None:
+    """Write n_clusters.json: a given number as it is; with ``auto``, the eigengap of the kNN
+    graph of the answer's representation (smoothed Pearson) within cluster.auto_range."""
+    if cluster.n_clusters != "auto":
+        write_n_clusters(n_clusters, int(cluster.n_clusters), "given")
+        return
+    n_ions = len(read_ion_mz(images))
+    with threadpool_limits(limits=max(1, threads)):
+        features = representation_from_file("pearson_smooth", images, compare, seed)
+        try:
+            k, values = eigengap_n_clusters(features, cluster)
+        except ValueError as err:
+            raise InputError(images, str(err)) from None
+    log.info(
+        "n_clusters auto: %d of %d ion images (largest eigengap in %s; eigenvalues %s)",
+        k,
+        n_ions,
+        list(cluster.auto_range),
+        ", ".join(f"{v:.3f}" for v in values[: k + 2]),
+    )
+    write_n_clusters(n_clusters, k, "eigengap", values)
+
+
+if __name__ == "__main__":
+    run_step(main, inputs=["images"], outputs=["n_clusters"])
