@@ -196,3 +196,28 @@ def test_blurred_correlation_equals_image_correlation(stack_file, monkeypatch):
     np.testing.assert_allclose(
         baselines.blurred_correlation(path, 1.0), image_correlation(stack, mask, 1.0), atol=2e-6
     )
+
+
+def test_choose_k_step_writes_given_or_chosen_number(stack_file, tmp_path):
+    """n_clusters.json: a given number as it is; auto: the eigengap's choice with the
+    eigenvalues for the report (3 patterns here)."""
+    import importlib.util
+    import json
+
+    from conftest import SCRIPTS
+
+    spec = importlib.util.spec_from_file_location("step_choose_k", SCRIPTS / "choose_k.py")
+    step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step)
+    path, _, _ = stack_file
+    compare = workflow_settings("compare")
+    out = tmp_path / "k.json"
+    step.main(
+        path, out, cluster=workflow_settings("cluster", n_clusters=7), compare=compare, seed=0
+    )
+    assert json.loads(out.read_text()) == {"n_clusters": 7, "chosen_by": "given"}
+    auto = workflow_settings("cluster", n_clusters="auto", n_neighbors=3, auto_range=(2, 8))
+    step.main(path, out, cluster=auto, compare=compare, seed=0)
+    record = json.loads(out.read_text())
+    assert record["chosen_by"] == "eigengap" and record["n_clusters"] == 3
+    assert len(record["eigenvalues"]) == 9
