@@ -21,6 +21,9 @@ from msicoloc.step import atomic_output, run_step
 
 log = logging.getLogger("evaluate")
 
+INPUTS = ["images", "embeddings", "sc_clusters", "n_clusters", "selflabel_clusters", "clusters"]
+OUTPUTS = ["metrics", "isotopes", "colocalization", "methods_table", "network", "members"]
+
 
 def main(
     images: Path,
@@ -68,25 +71,14 @@ def main(
     if annotations:
         truth, n_rows = read_annotations(annotations, mz, settings.annotation_tolerance_ppm)
     rows = ev.method_rows(labels, iso, truth, cluster.n_clusters)
-    report = {
+    counts = {
         "dataset": dataset,
         "n_ions": len(mz),
         "n_pixels_tissue": int(mask.sum()),
         "n_clusters": int(cluster.n_clusters),
-        "n_isotope_pairs": len(iso),
-        "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
         "n_annotation_rows": n_rows,
-        "silhouette": ev.silhouette(feats["features"], labels["simclr_selflabel"]),
-        "answer_method": ev.ANSWER_SOURCE[answer.method],
-        "agreement_ari": ev.agreement(labels),
-        "stability_ari": stable,
-        "method_names": {k: v for k, v in ev.METHODS.items() if k in labels},
-        "methods": rows,
-        "best": ev.best_methods(rows),
     }
-    for name, row in rows.items():
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
-        log.info("%-32s %s", ev.METHODS[name], shown)
+    report = ev.metrics_report(counts, labels, rows, iso, truth, feats, stable, answer.method)
     answer_table = read_clusters(clusters, mz)
     coloc = ev.colocalization_table(mz, feats["features"], answer_table, settings.top_n)
     table = ev.methods_table(mz, labels, truth)
@@ -100,15 +92,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_step(
-        main,
-        inputs=[
-            "images",
-            "embeddings",
-            "sc_clusters",
-            "n_clusters",
-            "selflabel_clusters",
-            "clusters",
-        ],
-        outputs=["metrics", "isotopes", "colocalization", "methods_table", "network", "members"],
-    )
+    run_step(main, inputs=INPUTS, outputs=OUTPUTS)

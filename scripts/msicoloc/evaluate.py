@@ -7,6 +7,7 @@ pipeline of Hu et al. (SimCLR, spectral clustering, self-labeling) and the workf
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -22,6 +23,8 @@ from msicoloc.baselines import (
 from msicoloc.cluster import knn_agreement, knn_spectral_clustering
 from msicoloc.metrics import ISOTOPE_BLUR, find_isotopes, isotopic_recall, scores
 from msicoloc.settings import ClusterSettings, CompareSettings, EvaluateSettings
+
+log = logging.getLogger(__name__)
 
 #: Method key -> name shown to users; "answer" is clusters.tsv.
 METHODS = {
@@ -349,3 +352,34 @@ def write_network(
 ) -> None:
     """network.graphml: the answer's clusters and the pairs of :func:`network_edges`."""
     write_graphml(path, mz, clusters, network_edges(learned, metaspace, settings.network_min_score))
+
+
+def metrics_report(
+    counts: dict,
+    labels: dict[str, np.ndarray],
+    rows: dict[str, dict],
+    isotopes: pd.DataFrame,
+    truth: np.ndarray | None,
+    features: dict[str, np.ndarray],
+    stability_ari: float,
+    answer_method: str,
+) -> dict:
+    """metrics.json: ``counts`` (data set, ions, pixels, clusters, annotation rows), then the
+    comparison of every method; each method's scores are also logged."""
+    for name, row in rows.items():
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
+        log.info("%-32s %s", METHODS[name], shown)
+    n_rows = counts.pop("n_annotation_rows")
+    return {
+        **counts,
+        "n_isotope_pairs": len(isotopes),
+        "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
+        "n_annotation_rows": n_rows,
+        "silhouette": silhouette(features["features"], labels["simclr_selflabel"]),
+        "answer_method": ANSWER_SOURCE[answer_method],
+        "agreement_ari": agreement(labels),
+        "stability_ari": stability_ari,
+        "method_names": {k: v for k, v in METHODS.items() if k in labels},
+        "methods": rows,
+        "best": best_methods(rows),
+    }
