@@ -3,6 +3,7 @@
 import logging
 from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
@@ -57,10 +58,11 @@ def main(
         check_cluster_args(len(mz), cluster.n_clusters, cluster.n_neighbors)
     except ValueError as err:
         raise InputError(images, str(err)) from None
+    answer_table = read_clusters(clusters, mz)  # the answer, with its confidences and names
     given = {
         "simclr_sc": read_cluster_labels(sc_clusters, mz),
         "simclr_selflabel": read_cluster_labels(selflabel_clusters, mz),
-        "answer": read_cluster_labels(clusters, mz),
+        "answer": np.array(answer_table["cluster"], dtype=np.int64),
     }
     with threadpool_limits(limits=max(1, threads)):
         kept: dict = {}
@@ -79,7 +81,6 @@ def main(
         "n_annotation_rows": n_rows,
     }
     report = ev.metrics_report(counts, labels, rows, iso, truth, feats, stable, answer.method)
-    answer_table = read_clusters(clusters, mz)
     coloc = ev.colocalization_table(mz, feats["features"], answer_table, settings.top_n)
     table = ev.methods_table(mz, labels, truth)
     ev.write_metrics(metrics, report)

@@ -162,13 +162,25 @@ def test_blockwise_representation_has_the_whole_array_cosines(
     stack_file, name, max_bytes, monkeypatch
 ):
     from msicoloc import baselines
+    from msicoloc import images as im
 
     path, stack, mask = stack_file
-    monkeypatch.setattr(baselines, "BLOCK_BYTES", max_bytes)
+    monkeypatch.setattr(im, "BLOCK_BYTES", max_bytes)
     settings = workflow_settings("compare", nmf_components=3)
+    used = []  # which store the Gram matrix went through
+    scratch = im.scratch_array
+
+    def spy(beside, n, p, *args):
+        used.append(n * p * 4 > max_bytes)  # True: through a temporary file
+        return scratch(beside, n, p, *args)
+
+    monkeypatch.setattr(im, "scratch_array", spy)
     want = cosine_similarity(representation(name, stack, mask, settings, 0))
     got = cosine_similarity(baselines.representation_from_file(name, path, settings, 0))
     np.testing.assert_allclose(got, want, atol=2e-5)
+    # nmf has no Gram form; the others went through the file when the bound is small
+    assert used == ([] if name == "nmf" else [max_bytes == 3000])
+    assert not list(path.parent.glob("*.scratch-*"))
 
 
 def test_blockwise_pca_is_exact_pca(stack_file):
@@ -189,10 +201,11 @@ def test_blockwise_pca_is_exact_pca(stack_file):
 
 def test_blurred_correlation_equals_image_correlation(stack_file, monkeypatch):
     from msicoloc import baselines
+    from msicoloc import images as im
     from msicoloc.metrics import image_correlation
 
     path, stack, mask = stack_file
-    monkeypatch.setattr(baselines, "BLOCK_BYTES", 3000)
+    monkeypatch.setattr(im, "BLOCK_BYTES", 3000)
     np.testing.assert_allclose(
         baselines.blurred_correlation(path, 1.0), image_correlation(stack, mask, 1.0), atol=2e-6
     )

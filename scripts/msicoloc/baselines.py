@@ -26,7 +26,6 @@ clustering those. The whole-array functions above are the reference the tests co
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -195,9 +194,6 @@ def nearest_neighbours(similarity: np.ndarray, top_n: int) -> tuple[np.ndarray, 
 
 # --- blockwise, from ion_images.h5 ----------------------------------------------------------
 
-#: Bytes of image or pixel data a blockwise computation holds at once.
-BLOCK_BYTES = 256 * 2**20
-
 
 def gram_features(gram: np.ndarray) -> np.ndarray:
     """Vectors (n x r, float64) whose inner products are ``gram``: their cosines are those of
@@ -208,52 +204,33 @@ def gram_features(gram: np.ndarray) -> np.ndarray:
 
 
 def streamed_gram(
-    path: str | os.PathLike[str],
-    transform: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    *,
-    max_bytes: int = BLOCK_BYTES,
+    path: str | os.PathLike[str], transform: Callable[[np.ndarray, np.ndarray], np.ndarray]
 ) -> np.ndarray:
     """Gram matrix (n x n, float64) of ``transform(images, mask)`` over all ion images of an
-    ion_images.h5, holding about ``max_bytes`` of data at a time.
+    ion_images.h5, holding about :data:`msicoloc.images.BLOCK_BYTES` of data at a time.
 
     ``transform`` maps a block of whole images (b, H, W) to one row per image (b, P) and
     must treat each image on its own (every method here does).
     """
+    from msicoloc import images as im  # read at call time: the bound is one setting
+
+    max_bytes = im.BLOCK_BYTES
     with h5py.File(path, "r") as f:
         images, mask = f["images"], np.asarray(f["mask"][()], dtype=bool)
         n, h, w = images.shape
         per_block = max(1, min(n, max_bytes // max(1, 8 * h * w)))
-        with _rows_store(Path(path), n, int(mask.sum()), per_block, max_bytes) as rows:
+        p = int(mask.sum())
+        chunk_rows = min(per_block, 64)
+        with im.scratch_array(Path(path), n, p, chunk_rows, 2**14, 64 * 2**20) as rows:
             for i in range(0, n, per_block):
                 block = np.asarray(images[i : i + per_block], dtype=np.float32)
                 rows[i : i + per_block] = transform(block, mask)
-            p = rows.shape[1]
             gram = np.zeros((n, n))
             step = max(1, min(p, max_bytes // max(1, 4 * n)))
             for j in range(0, p, step):
                 x = np.asarray(rows[:, j : j + step], dtype=np.float32)
                 gram += x @ x.T
     return gram
-
-
-@contextlib.contextmanager
-def _rows_store(beside: Path, n: int, p: int, per_block: int, max_bytes: int):
-    """(n, p) float32 rows: in memory when they fit in ``max_bytes``, else a temporary HDF5
-    file in the system's temporary folder (removed afterwards)."""
-    if n * p * 4 <= max_bytes:
-        yield np.zeros((n, p), dtype=np.float32)
-        return
-    import tempfile
-
-    fd, name = tempfile.mkstemp(suffix=".h5", prefix=f"{beside.stem}-rows-")
-    os.close(fd)
-    try:
-        with h5py.File(name, "w", rdcc_nbytes=64 * 2**20) as f:
-            yield f.create_dataset(
-                "rows", (n, p), np.float32, chunks=(min(n, per_block, 64), min(p, 2**14))
-            )
-    finally:
-        Path(name).unlink(missing_ok=True)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from sklearn.cluster import SpectralClustering
 from sklearn.neighbors import kneighbors_graph
 
 from msicoloc import InputError
+from msicoloc.images import check_ion_mz
 from msicoloc.settings import ClusterSettings
 
 log = logging.getLogger(__name__)
@@ -336,13 +337,7 @@ def read_clusters(path, mz: np.ndarray) -> pd.DataFrame:
         raise InputError(path, f"cannot read TSV ({type(err).__name__})") from None
     if not {"mz", "cluster"} <= set(table.columns):
         raise InputError(path, "needs columns mz and cluster")
-    # the TSV rounds m/z to 6 decimals: anything further off is another peak list
-    if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=1e-6):
-        raise InputError(
-            path,
-            f"its {len(table)} m/z values are not those of the "
-            f"{len(mz)} ion images (stale clustering?)",
-        )
+    check_ion_mz(path, table["mz"], mz)
     if table["cluster"].min() < 0:
         raise InputError(path, "negative cluster ids")
     return table

@@ -63,17 +63,19 @@ def read_ion_images(
     return images, mz, mask
 
 
-def iter_image_blocks(
-    path: str | os.PathLike[str], max_bytes: int = 256 * 2**20
-) -> Iterator[tuple[slice, np.ndarray]]:
-    """Full-resolution images in blocks of whole images, ``(slice, float32 block)``, at most
-    about ``max_bytes`` each: a step that needs every image at full resolution reads them so."""
-    with h5py.File(path, "r") as f:
-        d = f["images"]
-        n, h, w = d.shape
-        step = max(1, min(n, max_bytes // max(1, 4 * h * w)))
-        for i in range(0, n, step):
-            yield slice(i, min(n, i + step)), np.asarray(d[i : i + step], dtype=np.float32)
+def check_ion_mz(path: str | os.PathLike[str], table_mz: np.ndarray, mz: np.ndarray) -> None:
+    """Stop unless a per-ion table (``path``) lists exactly the ion images' m/z, in order.
+
+    Tables round m/z to 6 decimals: anything further off is another peak list (a stale
+    result of an earlier run).
+    """
+    table_mz = np.asarray(table_mz, dtype=float)
+    if len(table_mz) != len(mz) or not np.allclose(table_mz, mz, rtol=0, atol=1e-6):
+        raise InputError(
+            path,
+            f"its {len(table_mz)} m/z values are not those of the {len(mz)} ion images "
+            "(stale result of an earlier run?)",
+        )
 
 
 def read_ion_mz(path: str | os.PathLike[str]) -> np.ndarray:
@@ -100,7 +102,8 @@ def ion_image_attrs(path: str | os.PathLike[str]) -> dict:
 #: Longest side of the small level stored beside the full-resolution images: the encoder
 #: (32 px by default, 224 px in the paper preset) and the report's tiles never need more.
 SMALL_SIDE = 256
-#: Bytes of raw intensities processed at once while building the images (bounds memory).
+#: Bytes of image data a step holds at once: blocks of ions while building the images, blocks
+#: of images or pixels in the blockwise Gram matrices (msicoloc.baselines). Bounds memory.
 BLOCK_BYTES = 256 * 2**20
 
 
@@ -156,7 +159,8 @@ def build_ion_images(
             "images", (n, *shape), np.float32, chunks=chunk, compression="lzf"
         )
         small = h5.create_dataset("images_small", (n, *small_mask.shape), np.float32)
-        with _raw_store(tmp, n, n_pixels, per_block) as raw:
+        # the cache holds one row of chunks, so that extract()'s pixel-chunk writes stay cheap
+        with scratch_array(tmp, n, n_pixels, per_block, 2**16, 512 * 2**20) as raw:
             extract(spectra, peak_mz, window_ppm, max_values=max_values, out=raw)
             for i in range(0, n, per_block):
                 block = np.asarray(raw[i : i + per_block], dtype=np.float32)
@@ -189,18 +193,20 @@ def _shrink(stack: np.ndarray, factor: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _raw_store(beside: Path, n: int, n_pixels: int, per_block: int):
-    """(n, n_pixels) float32 raw intensities: in memory when small, else a temporary HDF5
-    file beside the output (chunked by blocks of ions, removed afterwards)."""
-    if n * n_pixels * 4 <= BLOCK_BYTES:
-        yield np.zeros((n, n_pixels), dtype=np.float32)
+def scratch_array(
+    beside: Path, n: int, p: int, chunk_rows: int, chunk_cols: int, cache_bytes: int
+) -> Iterator:
+    """An (n, p) float32 array to fill and read back: in memory when it fits in
+    :data:`BLOCK_BYTES`, else a temporary HDF5 dataset beside ``beside`` (chunks of
+    ``chunk_rows`` x ``chunk_cols``, a chunk cache of ``cache_bytes``; removed afterwards)."""
+    if n * p * 4 <= BLOCK_BYTES:
+        yield np.zeros((n, p), dtype=np.float32)
         return
-    path = beside.with_name(beside.name + ".raw")
+    path = Path(beside).with_name(f"{Path(beside).name}.scratch-{os.getpid()}")
     try:
-        # the cache holds one row of chunks, so the pixel-chunk writes of extract() stay cheap
-        with h5py.File(path, "w", rdcc_nbytes=512 * 2**20, rdcc_nslots=100_003) as f:
+        with h5py.File(path, "w", rdcc_nbytes=cache_bytes, rdcc_nslots=100_003) as f:
             yield f.create_dataset(
-                "raw", (n, n_pixels), np.float32, chunks=(per_block, min(n_pixels, 2**16))
+                "scratch", (n, p), np.float32, chunks=(min(n, chunk_rows), min(p, chunk_cols))
             )
     finally:
         path.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from msicoloc import InputError
+from msicoloc.images import check_ion_mz
 
 #: Columns of a METASPACE annotation export (CSV, as downloaded) that this reader uses.
 METASPACE_COLUMNS = ["formula", "adduct", "mz", "moleculeNames"]
@@ -98,6 +99,5 @@ def write_names(path: str | os.PathLike[str], peak_mz: np.ndarray, names: np.nda
 def read_peak_names(path: str | os.PathLike[str], mz: np.ndarray) -> np.ndarray:
     """The names of a names.tsv, checked against the ion images' m/z ('' where unnamed)."""
     table = pd.read_csv(path, sep="\t", dtype={"name": str}, keep_default_na=False)
-    if len(table) != len(mz) or not np.allclose(table["mz"].to_numpy(), mz, rtol=0, atol=1e-6):
-        raise InputError(path, f"its m/z values are not those of the {len(mz)} ion images")
+    check_ion_mz(path, table["mz"], mz)
     return table["name"].to_numpy(object)

@@ -256,13 +256,6 @@ def from_config(cls: type[S], section: Mapping[str, Any], where: str | None = No
     return cls(**values)
 
 
-def to_config(settings: object) -> dict[str, Any]:
-    """The config mapping of a settings object (inverse of :func:`from_config`)."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()
-    }
-
-
 def replace(settings: S, **changes: Any) -> S:
     """``settings`` with some values changed; nested mappings update nested settings."""
     values = {}
