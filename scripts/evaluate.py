@@ -65,10 +65,11 @@ def main(
         "answer": np.array(answer_table["cluster"], dtype=np.int64),
     }
     with threadpool_limits(limits=max(1, threads)):
+        classical, blurred = ev.classical_features(images, compare, seed=seed, workers=threads)
         kept: dict = {}
-        labels = ev.cluster_all(images, feats, given, cluster, compare, seed=seed, keep=kept)
+        labels = ev.cluster_all(classical, feats, given, cluster, seed=seed, keep=kept)
         stable = ev.stability(feats["features"], labels["simclr_sc"], cluster, seed)
-    iso = ev.isotope_pairs(mz, images, settings)
+    iso = ev.isotope_pairs(mz, blurred, settings)
     truth, n_rows = (None, 0)
     if annotations:
         truth, n_rows = read_annotations(annotations, mz, settings.annotation_tolerance_ppm)

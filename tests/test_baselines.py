@@ -157,7 +157,7 @@ def stack_file(tmp_path):
 @pytest.mark.parametrize(
     "name", ["pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace", "nmf"]
 )
-@pytest.mark.parametrize("max_bytes", [2**30, 3000])  # all in memory; 1-2 images a block, temp file
+@pytest.mark.parametrize("max_bytes", [2**30, 3000])  # all in memory; bands of 2 rows, temp file
 def test_blockwise_representation_has_the_whole_array_cosines(
     stack_file, name, max_bytes, monkeypatch
 ):
@@ -166,21 +166,87 @@ def test_blockwise_representation_has_the_whole_array_cosines(
 
     path, stack, mask = stack_file
     monkeypatch.setattr(im, "BLOCK_BYTES", max_bytes)
-    settings = workflow_settings("compare", nmf_components=3)
-    used = []  # which store the Gram matrix went through
-    scratch = im.scratch_array
+    settings = workflow_settings("compare", nmf_components=3, smooth_sigma=1.5)
+    used, bands = [], []  # which store the ranks went through; pixel blocks of the Gram
+    scratch, add = im.scratch_array, baselines._Accumulator.add
 
     def spy(beside, n, p, *args):
         used.append(n * p * 4 > max_bytes)  # True: through a temporary file
         return scratch(beside, n, p, *args)
 
+    def count(self, values, *args):
+        bands.append(values.shape[1])
+        return add(self, values, *args)
+
     monkeypatch.setattr(im, "scratch_array", spy)
+    monkeypatch.setattr(baselines._Accumulator, "add", count)
     want = cosine_similarity(representation(name, stack, mask, settings, 0))
     got = cosine_similarity(baselines.representation_from_file(name, path, settings, 0))
     np.testing.assert_allclose(got, want, atol=2e-5)
-    # nmf has no Gram form; the others went through the file when the bound is small
-    assert used == ([] if name == "nmf" else [max_bytes == 3000])
+    # Spearman's ranks go through the file when the bound is small; the Gram sums bands
+    assert used == ([max_bytes == 3000] if name == "spearman" else [])
+    if name != "nmf":
+        assert sum(bands) == mask.sum() and (len(bands) > 5) == (max_bytes == 3000)
     assert not list(path.parent.glob("*.scratch-*"))
+
+
+def test_one_pass_gives_every_method_as_alone(stack_file, monkeypatch):
+    from msicoloc import baselines
+    from msicoloc import images as im
+
+    path, stack, mask = stack_file
+    monkeypatch.setattr(im, "BLOCK_BYTES", 5000)
+    settings = workflow_settings("compare", pca_components=4)
+    names = [name for name in baselines.CLASSICAL if name != "nmf"]
+    together = baselines.representations_from_file(names, path, settings, 0)
+    for name in names:
+        want = cosine_similarity(representation(name, stack, mask, settings, 0))
+        np.testing.assert_allclose(cosine_similarity(together[name]), want, atol=2e-5)
+
+
+def test_centred_sums_stay_exact_on_a_bright_background(tmp_path, monkeypatch):
+    """Pearson of images sitting on a large offset (mean^2 / variance ~ 1e6) still matches
+    the whole-array version: the sums are taken around (nearly) the mean."""
+    import h5py
+
+    from msicoloc import baselines
+    from msicoloc import images as im
+
+    rng = np.random.default_rng(0)
+    stack = (1000 + rng.random((6, 30, 40))).astype(np.float32)
+    mask = np.ones((30, 40), bool)
+    path = tmp_path / "ion_images.h5"
+    with h5py.File(path, "w") as f:
+        f["images"], f["mask"] = stack, mask
+    monkeypatch.setattr(im, "BLOCK_BYTES", 4000)
+    settings = workflow_settings("compare")
+    got = baselines.representation_from_file("pearson", path, settings, 0)
+    want = representation("pearson", stack, mask, settings, 0)
+    np.testing.assert_allclose(cosine_similarity(got), cosine_similarity(want), atol=1e-4)
+
+
+def test_median3x3_is_scipys_median_filter():
+    from scipy import ndimage
+
+    from msicoloc.baselines import median3x3
+
+    rng = np.random.default_rng(1)
+    stack = rng.integers(0, 4, (3, 9, 11)).astype(np.float32)  # many ties
+    stack[1] = rng.normal(size=(9, 11))
+    want = np.stack([ndimage.median_filter(img, size=3, mode="constant") for img in stack])
+    np.testing.assert_array_equal(median3x3(stack), want)
+
+
+def test_average_ranks_are_scipys_rankdata():
+    from scipy import stats
+
+    from msicoloc.baselines import average_ranks
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 5, 500).astype(np.float32)  # negatives, zeros and ties
+    x[::7] = rng.normal(size=len(x[::7]))
+    np.testing.assert_array_equal(average_ranks(x), stats.rankdata(x))
+    np.testing.assert_array_equal(average_ranks(np.zeros(4)), [2.5] * 4)
 
 
 def test_blockwise_pca_is_exact_pca(stack_file):

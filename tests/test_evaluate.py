@@ -10,6 +10,7 @@ from msicoloc.evaluate import (
     CLASSICAL_METHODS,
     METHODS,
     agreement,
+    classical_features,
     cluster_all,
     disagreement,
 )
@@ -46,14 +47,16 @@ def test_cluster_all_runs_every_available_method_in_order(tmp_path):
     path = tmp_path / "ion_images.h5"
     with h5py.File(path, "w") as f:
         f["images"], f["mask"], f["mz"] = stack.astype(np.float32), mask, np.arange(12.0)
+    compare = workflow_settings("compare", smooth_sigma=1.0, pca_components=4, nmf_components=3)
+    classical, blurred = classical_features(path, compare, seed=0)
+    assert set(classical) == set(CLASSICAL_METHODS) and blurred.shape == (12, 12)
     labels = cluster_all(
-        path,
+        classical,
         embeddings,
         given,
         workflow_settings(
             "cluster", n_clusters=3, n_neighbors=3, affinity="local_scaling", eigen_solver="arpack"
         ),
-        workflow_settings("compare", smooth_sigma=1.0, pca_components=4, nmf_components=3),
         seed=0,
     )
     # no autoencoder or ImageNet features given: those methods are left out, the rest in order

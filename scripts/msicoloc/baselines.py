@@ -16,18 +16,21 @@ pca_vectors            cosine in the space of the leading principal components o
 nmf_vectors            cosine of the images' loadings on non-negative spatial factors
 =====================  ========================================================================
 
-The workflow computes them blockwise from ``ion_images.h5`` (:func:`representation_from_file`),
-so that memory does not grow with pixels x ions: each method's per-image transform runs on
-blocks of whole images, the transformed pixels go to a temporary file when they do not fit,
-and their Gram matrix accumulates over blocks of pixels. Vectors with that Gram matrix
-(:func:`gram_features`) have the same cosines as the transformed images, so clustering them is
-clustering those. The whole-array functions above are the reference the tests compare with.
+The workflow computes them from ``ion_images.h5`` (:func:`classical_grams`) so that memory does
+not grow with pixels x ions: one pass over bands of image rows (each with the few rows around
+it that a filter reaches) accumulates every method's Gram matrix at once; what needs a whole
+image (METASPACE's median, Spearman's ranks) comes from a first pass over blocks of images.
+Vectors with a Gram matrix (:func:`gram_features`) have the same cosines as the transformed
+images, so clustering them is clustering those. The whole-array functions above are the
+reference the tests compare with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -203,81 +206,258 @@ def gram_features(gram: np.ndarray) -> np.ndarray:
     return vectors[:, keep] * np.sqrt(values[keep])
 
 
-def streamed_gram(
-    path: str | os.PathLike[str], transform: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Gram matrix (n x n, float64) of ``transform(images, mask)`` over all ion images of an
-    ion_images.h5, holding about :data:`msicoloc.images.BLOCK_BYTES` of data at a time.
+def _gauss_radius(sigma: float) -> int:
+    """Rows a Gaussian filter of ``sigma`` reaches (scipy.ndimage's default truncate of 4)."""
+    return int(4.0 * float(sigma) + 0.5) if sigma > 0 else 0
 
-    ``transform`` maps a block of whole images (b, H, W) to one row per image (b, P) and
-    must treat each image on its own (every method here does).
+
+def median3x3(images: np.ndarray) -> np.ndarray:
+    """3x3 median filter of each image of a stack (0 outside the canvas), as
+    ``ndimage.median_filter(img, size=3, mode="constant")``, a few times faster.
+
+    Each column triple is sorted once (low, mid, high); the median of the nine values is then
+    the median of (max of the three lows, median of the three mids, min of the three highs).
+    """
+    x = np.pad(np.asarray(images, dtype=np.float32), ((0, 0), (1, 1), (1, 1)))
+    a, b, c = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    mid = np.maximum(lo, np.minimum(hi, c))
+    lo, hi = np.minimum(lo, c), np.maximum(hi, c)
+    del a, b, c, x
+
+    def med3(p, q, r):
+        return np.maximum(np.minimum(p, q), np.minimum(np.maximum(p, q), r))
+
+    lows = np.maximum(np.maximum(lo[..., :-2], lo[..., 1:-1]), lo[..., 2:])
+    highs = np.minimum(np.minimum(hi[..., :-2], hi[..., 1:-1]), hi[..., 2:])
+    return med3(lows, med3(mid[..., :-2], mid[..., 1:-1], mid[..., 2:]), highs)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (``scipy.stats.rankdata``), in float32.
+
+    MSI images are mostly zeros; the zeros are one tie and only the others are sorted.
+    """
+    x = np.asarray(values).ravel()
+    ranks = np.empty(len(x), dtype=np.float32)
+    neg, zero = x < 0, x == 0
+    n_neg, n_zero = int(neg.sum()), int(zero.sum())
+    ranks[zero] = n_neg + (n_zero + 1) / 2
+    for part, before in ((neg, 0), (x > 0, n_neg + n_zero)):
+        if part.any():
+            v = x[part]
+            order = np.argsort(v)
+            s = v[order]
+            starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+            ends = np.append(starts[1:], len(s))
+            r = np.empty(len(s), dtype=np.float64)
+            r[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+            ranks[part] = r + before
+    return ranks
+
+
+#: Gram matrices :func:`classical_grams` computes; "blurred" is the isotope test's.
+GRAMS = ("pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace", "pca", "blurred")
+
+
+def classical_grams(
+    path: str | os.PathLike[str],
+    names: Iterable[str],
+    *,
+    smooth_sigma: float,
+    blur_sigma: float | None = None,
+    workers: int = 1,
+) -> dict[str, np.ndarray]:
+    """Gram matrices (n x n, float64) of the classical methods' vectors, for every ion image
+    of an ion_images.h5, in one pass over bands of image rows.
+
+    Memory holds about :data:`msicoloc.images.BLOCK_BYTES` of images at a time, whatever the
+    number of pixels. Each method's transform only needs a band and a few rows around it
+    (the filters' reach), plus per-image numbers from a first pass over whole images when a
+    method needs them (the median for METASPACE-style; the ranks for Spearman, kept in a
+    temporary file when large). The cosines of the rows of a Gram matrix's
+    :func:`gram_features` are the method's scores; "pearson", "pearson_smooth" and "blurred"
+    are centred Gram matrices (their cosines: Pearson correlations), "pca" is the correlation
+    matrix itself, "blurred" is that of the images after a plain Gaussian blur of
+    ``blur_sigma`` pixels (:func:`msicoloc.metrics.image_correlation`); ``smooth_sigma`` is
+    pearson_smooth's on-tissue blur; ``workers`` threads rank the images for Spearman.
     """
     from msicoloc import images as im  # read at call time: the bound is one setting
 
-    max_bytes = im.BLOCK_BYTES
+    names = set(names)
+    if unknown := names - set(GRAMS):
+        raise ValueError(f"unknown classical Gram {sorted(unknown)}; known: {GRAMS}")
+    if "blurred" in names and blur_sigma is None:
+        raise ValueError("the blurred Gram needs blur_sigma")
+    raw = bool(names & {"pixel_cosine", "pearson", "pca"})
+    sigma = smooth_sigma
+    halo = max(_gauss_radius(sigma), _gauss_radius(blur_sigma or 0), 1)
     with h5py.File(path, "r") as f:
         images, mask = f["images"], np.asarray(f["mask"][()], dtype=bool)
         n, h, w = images.shape
-        per_block = max(1, min(n, max_bytes // max(1, 8 * h * w)))
-        p = int(mask.sum())
-        chunk_rows = min(per_block, 64)
-        with im.scratch_array(Path(path), n, p, chunk_rows, 2**14, 64 * 2**20) as rows:
-            for i in range(0, n, per_block):
-                block = np.asarray(images[i : i + per_block], dtype=np.float32)
-                rows[i : i + per_block] = transform(block, mask)
-            gram = np.zeros((n, n))
-            step = max(1, min(p, max_bytes // max(1, 4 * n)))
-            for j in range(0, p, step):
-                x = np.asarray(rows[:, j : j + step], dtype=np.float32)
-                gram += x @ x.T
-    return gram
+        n_tissue = int(mask.sum())
+        shift = _approx_means(f)  # centring by nearly the mean keeps float32 sums exact
+        stack = contextlib.ExitStack()
+        with stack:
+            medians, ranks = None, None
+            if names & {"spearman", "metaspace"}:
+                if "spearman" in names:
+                    ranks = stack.enter_context(
+                        im.scratch_array(Path(path), n, n_tissue, 16, 2**16, 64 * 2**20)
+                    )
+                medians = _whole_image_pass(images, mask, ranks, workers, im.BLOCK_BYTES)
+            # pixel cosine, Pearson and PCA share the Gram of the images as they are
+            own = names - {"pixel_cosine", "pearson", "pca"} | ({"raw"} if raw else set())
+            acc = {name: _Accumulator(n) for name in own}
+            cum = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
+            rows = max(1, min(h, im.BLOCK_BYTES // max(1, 4 * n * w)))
+            for r0 in range(0, h, rows):
+                r1 = min(h, r0 + rows)
+                a, b = max(0, r0 - halo), min(h, r1 + halo)
+                band = np.asarray(images[:, a:b], dtype=np.float32)
+                inner, tissue, m = slice(r0 - a, r1 - a), mask[r0:r1], mask[a:b]
+                if not tissue.any():
+                    continue
+                if raw:
+                    acc["raw"].add(band[:, inner][:, tissue], shift)
+                if "pearson_smooth" in acc:
+                    smooth = smooth_on_tissue(band, m, sigma)[:, inner][:, tissue]
+                    acc["pearson_smooth"].add(smooth, shift)
+                if "blurred" in acc:
+                    blur = ndimage.gaussian_filter(band, (0, blur_sigma, blur_sigma))
+                    acc["blurred"].add(blur[:, inner][:, tissue], shift)
+                if "metaspace" in acc:
+                    kept = np.where(band < medians[:, None, None], 0.0, band)
+                    acc["metaspace"].add(median3x3(kept)[:, inner][:, tissue])
+                if "spearman" in acc:
+                    centre = (n_tissue + 1) / 2  # the mean rank
+                    acc["spearman"].add(np.asarray(ranks[:, cum[r0] : cum[r1]]) - centre)
+                del band
+    grams = {}
+    if raw:
+        grams["pixel_cosine"] = acc["raw"].gram()
+        grams["pearson"] = acc["raw"].gram(centred=True)
+        grams["pca"] = _correlation(grams["pearson"])
+    for name in ("pearson_smooth", "blurred"):
+        if name in acc:
+            grams[name] = acc[name].gram(centred=True)
+    for name in ("spearman", "metaspace"):
+        if name in acc:
+            grams[name] = acc[name].gram()
+    if "blurred" in grams:
+        grams["blurred"] = _correlation(grams["blurred"])
+    return {name: grams[name] for name in names}
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+class _Accumulator:
+    """Sums over pixel blocks of X X^T and of X's rows, X = values - shift (float64 sums)."""
+
+    def __init__(self, n: int):
+        self.xx, self.x, self.shift, self.pixels = np.zeros((n, n)), np.zeros(n), np.zeros(n), 0
+
+    def add(self, values: np.ndarray, shift: np.ndarray | None = None) -> None:
+        x = np.asarray(values, dtype=np.float32)
+        if shift is not None:
+            self.shift = shift.astype(np.float64)
+            x = x - shift.astype(np.float32)[:, None]
+        self.xx += x @ x.T
+        self.x += x.sum(axis=1, dtype=np.float64)
+        self.pixels += x.shape[1]
+
+    def gram(self, centred: bool = False) -> np.ndarray:
+        """Gram matrix of the values, or (``centred``) of the values minus each row's mean."""
+        if centred:
+            return self.xx - np.outer(self.x, self.x) / max(self.pixels, 1)
+        s, m = self.x, self.shift
+        return self.xx + np.outer(s, m) + np.outer(m, s) + self.pixels * np.outer(m, m)
+
+
+def _approx_means(f: h5py.File) -> np.ndarray:
+    """Each image's mean over the tissue from the file's small level (the shift that keeps
+    the centred sums accurate: any number near the mean does)."""
+    small = f["images_small"] if "images_small" in f else f["images"]
+    mask = np.asarray(f["mask_small" if "mask_small" in f else "mask"][()], dtype=bool)
+    if not mask.any():
+        mask = np.ones(mask.shape, dtype=bool)
+    step = max(1, (64 * 2**20) // max(1, 4 * mask.size))
+    starts = range(0, len(small), step)
+    means = [np.asarray(small[i : i + step])[:, mask].mean(axis=1) for i in starts]
+    return np.concatenate(means) if means else np.zeros(0)
+
+
+def _whole_image_pass(images, mask: np.ndarray, ranks, workers: int, max_bytes: int) -> np.ndarray:
+    """Per-image tissue medians, and (if ``ranks`` is given) the tissue pixels' ranks written
+    to it, from blocks of whole images."""
+    n, h, w = images.shape
+    per_block = max(1, min(n, max_bytes // max(1, 8 * h * w)))
+    medians = np.zeros(n, dtype=np.float32)
+    with ThreadPoolExecutor(max(1, workers)) as pool:  # sorting releases the GIL
+        for i in range(0, n, per_block):
+            values = np.asarray(images[i : i + per_block], dtype=np.float32)[:, mask]
+            medians[i : i + len(values)] = np.median(values, axis=1)
+            if ranks is not None:
+                ranks[i : i + len(values)] = np.stack(list(pool.map(average_ranks, values)))
+    return medians
+
+
+def _correlation(gram: np.ndarray) -> np.ndarray:
+    d = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    d = np.where(d > 0, d, np.inf)
+    return gram / d[:, None] / d[None, :]
 
 
 def blurred_correlation(path: str | os.PathLike[str], sigma: float) -> np.ndarray:
     """Pearson correlation matrix of the images after a Gaussian blur of ``sigma`` pixels
     (the isotope test's, :func:`msicoloc.metrics.image_correlation`), blockwise."""
+    return classical_grams(path, ["blurred"], smooth_sigma=0.0, blur_sigma=sigma)["blurred"]
 
-    def transform(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        if sigma > 0:
-            images = ndimage.gaussian_filter(images, (0, sigma, sigma))
-        return _unit(_centred(images[:, mask]))
 
-    return streamed_gram(path, transform)
+def representations_from_file(
+    names: Iterable[str],
+    path: str | os.PathLike[str],
+    settings: CompareSettings,
+    random_state: int,
+    *,
+    blur_sigma: float | None = None,
+    workers: int = 1,
+) -> dict[str, np.ndarray]:
+    """:func:`representation` of every named method for the ion images of an ion_images.h5,
+    in bounded memory and one pass over the images (:func:`classical_grams`).
+
+    Vectors with the method's cosines (see :func:`gram_features`); PCA is computed exactly
+    from the images' correlation matrix; NMF, which has no Gram form, runs on the small
+    level of the file (the images themselves when they are small). With ``blur_sigma``, the
+    same pass also gives the isotope test's correlation matrix, as "blurred".
+    """
+    names = list(names)
+    if unknown := set(names) - set(CLASSICAL):
+        raise ValueError(f"unknown classical method {sorted(unknown)}; known: {CLASSICAL}")
+    grams = classical_grams(
+        path,
+        [x for x in names if x != "nmf"] + (["blurred"] if blur_sigma is not None else []),
+        smooth_sigma=settings.smooth_sigma,
+        blur_sigma=blur_sigma,
+        workers=workers,
+    )
+    out = {"blurred": grams["blurred"]} if blur_sigma is not None else {}
+    for name in names:
+        if name == "nmf":
+            from msicoloc.images import read_ion_images
+
+            images, _, mask = read_ion_images(path, "small")
+            out[name] = nmf_vectors(images, mask, settings.nmf_components, random_state)
+        elif name == "pca":
+            out[name] = pca_from_gram(grams[name], settings.pca_components)
+        else:
+            out[name] = gram_features(grams[name])
+    return out
 
 
 def representation_from_file(
     name: str, path: str | os.PathLike[str], settings: CompareSettings, random_state: int
 ) -> np.ndarray:
-    """:func:`representation` of the ion images in an ion_images.h5, in bounded memory.
-
-    Vectors with the method's cosines (see :func:`gram_features`); PCA is computed exactly
-    from the images' correlation matrix; NMF, which has no Gram form, runs on the small
-    level of the file (the images themselves when they are small).
-    """
-    sigma = settings.smooth_sigma
-    transforms = {
-        "pixel_cosine": pixel_vectors,
-        "pearson": pearson_vectors,
-        "pearson_smooth": lambda images, mask: pearson_vectors(images, mask, sigma),
-        "spearman": spearman_vectors,
-        "metaspace": metaspace_vectors,
-        "pca": lambda images, mask: _unit(pearson_vectors(images, mask)),
-    }
-    if name == "nmf":
-        from msicoloc.images import read_ion_images
-
-        images, _, mask = read_ion_images(path, "small")
-        return nmf_vectors(images, mask, settings.nmf_components, random_state)
-    if name not in transforms:
-        raise ValueError(f"unknown classical method {name!r}; known: {CLASSICAL}")
-    gram = streamed_gram(path, transforms[name])
-    if name == "pca":
-        return pca_from_gram(gram, settings.pca_components)
-    return gram_features(gram)
+    """One method of :func:`representations_from_file`."""
+    return representations_from_file([name], path, settings, random_state)[name]
 
 
 def pca_from_gram(gram: np.ndarray, n_components: int) -> np.ndarray:

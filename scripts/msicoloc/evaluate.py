@@ -15,10 +15,10 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from msicoloc.baselines import (
-    blurred_correlation,
     cosine_similarity,
     nearest_neighbours,
     representation_from_file,
+    representations_from_file,
 )
 from msicoloc.cluster import knn_agreement, knn_spectral_clustering
 from msicoloc.metrics import ISOTOPE_BLUR, find_isotopes, isotopic_recall, scores
@@ -65,12 +65,25 @@ EMBEDDING_METHODS = {
 ANSWER_SOURCE = {"pearson_smooth": "pearson_smooth_sc", "simclr_selflabel": "simclr_selflabel"}
 
 
+def classical_features(
+    images: str | os.PathLike[str], compare: CompareSettings, *, seed: int, workers: int = 1
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features of every classical method by method key, and the isotope test's blurred
+    correlation matrix, from one pass over ion_images.h5
+    (:func:`msicoloc.baselines.representations_from_file`)."""
+    names = {name: key for key, name in CLASSICAL_METHODS.items()}
+    out = representations_from_file(
+        names, images, compare, seed, blur_sigma=ISOTOPE_BLUR, workers=workers
+    )
+    blurred = out.pop("blurred")
+    return {names[name]: features for name, features in out.items()}, blurred
+
+
 def cluster_all(
-    images: str | os.PathLike[str],
+    classical: dict[str, np.ndarray],
     embeddings: dict[str, np.ndarray],
     given: dict[str, np.ndarray],
     cluster: ClusterSettings,
-    compare: CompareSettings,
     *,
     seed: int,
     keep: dict[str, np.ndarray] | None = None,
@@ -79,9 +92,8 @@ def cluster_all(
 
     Parameters
     ----------
-    images
-        ion_images.h5; the classical methods read it blockwise
-        (:func:`msicoloc.baselines.representation_from_file`).
+    classical
+        Features of the classical methods by method key (:func:`classical_features`).
     embeddings
         Learned features by embeddings.h5 name; a method whose features are absent (ImageNet
         without installed weights) is left out.
@@ -89,10 +101,8 @@ def cluster_all(
         Labels computed by earlier steps: simclr_sc, simclr_selflabel, answer.
     cluster
         Spectral clustering settings and the number of clusters, the same for every method.
-    compare
-        The config's compare section (classical settings).
     seed
-        Seed of the spectral clusterings and of PCA/NMF.
+        Seed of the spectral clusterings.
     keep
         If given, filled with the features of the methods computed here, by method key.
     """
@@ -101,8 +111,8 @@ def cluster_all(
         if key in given:
             labels[key] = given[key]
             continue
-        if key in CLASSICAL_METHODS:
-            features = representation_from_file(CLASSICAL_METHODS[key], images, compare, seed)
+        if key in classical:
+            features = classical[key]
         elif EMBEDDING_METHODS.get(key) in embeddings:
             features = embeddings[EMBEDDING_METHODS[key]]
         else:
@@ -233,14 +243,13 @@ def colocalization_table(
     )
 
 
-def isotope_pairs(
-    mz: np.ndarray, images: str | os.PathLike[str], settings: EvaluateSettings
-) -> pd.DataFrame:
-    """13C isotope pairs among the ion images of an ion_images.h5 (see
-    :func:`msicoloc.metrics.find_isotopes`; image correlations computed blockwise)."""
+def isotope_pairs(mz: np.ndarray, blurred: np.ndarray, settings: EvaluateSettings) -> pd.DataFrame:
+    """13C isotope pairs among the ion images (see :func:`msicoloc.metrics.find_isotopes`),
+    from their correlations after a blur of :data:`msicoloc.metrics.ISOTOPE_BLUR` pixels
+    (``blurred``, from :func:`classical_features`)."""
     return find_isotopes(
         mz,
-        corr=blurred_correlation(images, ISOTOPE_BLUR),
+        corr=blurred,
         tolerance_ppm=settings.isotope_tolerance_ppm,
         charges=tuple(settings.isotope_charges),
         min_correlation=settings.isotope_min_correlation,
