@@ -82,7 +82,9 @@ def main(
         "n_annotation_rows": n_rows,
     }
     report = ev.metrics_report(counts, labels, rows, iso, truth, feats, stable, answer.method)
-    coloc = ev.colocalization_table(mz, feats["features"], answer_table, settings.top_n)
+    coloc = ev.colocalization_table(
+        mz, feats["features"], kept["metaspace_sc"], answer_table, settings.top_n
+    )
     table = ev.methods_table(mz, labels, truth)
     ev.write_metrics(metrics, report)
     ev.write_network(network, mz, answer_table, feats["features"], kept["metaspace_sc"], settings)

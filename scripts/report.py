@@ -4,7 +4,10 @@ import logging
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from msicoloc import report as rp
+from msicoloc import report_explorer as explorer
 from msicoloc.report_data import dataset_parameters, load_run
 from msicoloc.report_overview import exports_section, footer, header, run_section
 from msicoloc.report_results import (
@@ -14,6 +17,7 @@ from msicoloc.report_results import (
     spectrum_section,
     training_section,
     umap_section,
+    umap_xy,
     write_cluster_means,
 )
 from msicoloc.settings import ReportSettings
@@ -55,7 +59,7 @@ def main(
     line), with the data set's ``n_clusters`` and ``mz_list`` from the sample sheet;
     ``benchmarks`` is the folder of Snakemake's benchmark files (wall time per step, listed
     in the pipeline order ``steps``);
-    ``colocalization`` is linked, not read.
+    ``colocalization`` gives the explorer each ion's partners.
     """
     start = time.perf_counter()
     shown = dataset_parameters(parameters, n_clusters=n_clusters, mz_list=mz_list)
@@ -76,15 +80,19 @@ def main(
     means_png, sections = cluster_sections(
         run, colours, settings.percentile, settings.max_thumbnails
     )
-    body = [
+    umap = (seed, settings.umap_n_neighbors, settings.umap_min_dist)
+    xy = umap_xy(run, *umap)
+    partners = pd.read_csv(colocalization, sep="\t")
+    body = [  # the answer first: explorer and clusters; how it was made below
         header(run),
-        run_section(run, shown, benchmarks, steps or []),
-        spectrum_section(run, colours),
+        explorer.section(explorer.payload(run, partners, xy, colours, settings.percentile)),
         sections,
-        umap_section(run, colours, seed, settings.umap_n_neighbors, settings.umap_min_dist),
-        training_section(run),
+        umap_section(run, colours, xy, *umap),
+        spectrum_section(run, colours),
         metrics_section(run),
         isotope_section(run),
+        training_section(run),
+        run_section(run, shown, benchmarks, steps or []),
         exports_section(
             html,
             [
@@ -100,7 +108,7 @@ def main(
         ),
         footer(),
     ]
-    text = rp.page(f"MSI co-localization report: {dataset}", "\n".join(body))
+    text = rp.page(f"MSI co-localization report: {dataset}", "\n".join(body), explorer.CSS)
     write_cluster_means(cluster_means, means_png)
     with atomic_output(html) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -97,3 +97,24 @@ def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
     assert members["rank"].tolist() == [1, 2, 3] * 3
     assert members.groupby("cluster")["confidence"].is_monotonic_decreasing.all()
     assert (members["cluster_size"] == 3).all() and (members["mean_score_to_mates"] > 0.99).all()
+
+
+def test_colocalization_lists_the_top_partners_by_each_score_with_both():
+    import pandas as pd
+
+    from msicoloc.evaluate import colocalization_table
+
+    # ion 0: learned nearest is 1, METASPACE-style best is 2
+    learned = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1.0]])
+    metaspace = np.array([[1, 0, 0], [0, 1, 0], [0.9, 0.1, 0], [0, 0, 1.0]])
+    mz = np.array([100.0, 200.0, 300.0, 400.0])
+    answer = pd.DataFrame({"mz": mz, "cluster": [0, 0, 1, 1], "name": ["a", "b", "c", "d"]})
+    table = colocalization_table(mz, learned, metaspace, answer, top_n=1)
+    first = table[table.mz == 100.0]
+    assert first.neighbour_mz.tolist() == [200.0, 300.0]  # learned rank order
+    assert first.learned_rank.tolist() == [1, 2] and first.metaspace_rank.tolist() == [2, 1]
+    np.testing.assert_allclose(first.learned, [np.cos(np.arctan2(0.1, 0.9)), 0.0], atol=1e-12)
+    np.testing.assert_allclose(first.metaspace, [0.0, np.cos(np.arctan2(0.1, 0.9))], atol=1e-12)
+    assert first.same_cluster.tolist() == [True, False]
+    assert first.neighbour_name.tolist() == ["b", "c"]
+    assert (table.mz != table.neighbour_mz).all()

@@ -73,7 +73,7 @@ def test_names_reach_clusters_colocalization_members_and_network(tmp_path):
     table = read_clusters(tmp_path / "clusters.tsv", mz)
     assert table["name"].tolist() == names.tolist()  # "" and "NA" stay text
     features = np.eye(4) + 0.5
-    coloc = colocalization_table(mz, features, table, top_n=1)
+    coloc = colocalization_table(mz, features, features, table, top_n=1)
     assert coloc["name"].tolist() == names.tolist()
     assert coloc["neighbour_name"].iloc[1] == "alpha"  # ion 1's nearest is ion 0
     assert cluster_members(table, features)["name"].tolist() == ["alpha", "", "NA", names[3]]

@@ -3,6 +3,7 @@ report in a real (headless, offline) browser when Chromium is installed."""
 
 import base64
 import importlib.util
+import io
 import json
 import re
 import shutil
@@ -264,7 +265,16 @@ def fake_results(root, *, annotated: bool = True) -> dict:
             "correlation": [0.9, 0.7],
         }
     ).to_csv(out / "isotopes.tsv", sep="\t", index=False)
-    (out / "colocalization.tsv").write_text("mz\trank\tneighbour_mz\tcosine\tsame_cluster\n")
+    sim = np.corrcoef(stack.reshape(N_IONS, -1))
+    pairs = [(i, j) for i in range(N_IONS) for j in np.argsort(-sim[i])[1:3]]
+    pd.DataFrame(
+        {
+            "mz": [mz[i] for i, _ in pairs],
+            "neighbour_mz": [mz[j] for _, j in pairs],
+            "learned": [sim[i, j] for i, j in pairs],
+            "metaspace": [sim[i, j] ** 2 for i, j in pairs],
+        }
+    ).to_csv(out / "colocalization.tsv", sep="\t", index=False)
     (out / "model" / "simclr_history.tsv").write_text(
         "epoch\tloss\tlr\tseconds\n1\t5.0\t0.001\t1.5\n2\t4.5\t0.0005\t1.4\n"
     )
@@ -316,14 +326,29 @@ def test_report_is_self_contained(tmp_path, monkeypatch, annotated):
     paths = build_report(tmp_path, monkeypatch, annotated)
     text = paths["html"].read_text(encoding="utf-8")
     assert rp.external_urls(text) == []
-    assert "<script" not in text.lower()
+    # the explorer's script and data are inline: no script is fetched
+    assert re.findall(r"<script[^>]*>", text) == [
+        '<script type="application/json" id="explorer-data">',
+        "<script>",
+    ]
     srcs = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", text)
     assert len(srcs) == len(re.findall(r"<img", text)) >= 1 + 3 + 3 + 1 + 1  # all <img> seen
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
-    for anchor in ("run", "spectrum", "clusters", "umap", "training", "metrics", "isotopes"):
-        assert f'id="{anchor}"' in text
+    anchors = re.findall(r'<(?:h2|section) id="([a-z]+)"', text)
+    # the answer first (explorer, clusters); how it was made below
+    assert anchors == [
+        "explore",
+        "clusters",
+        "umap",
+        "spectrum",
+        "metrics",
+        "isotopes",
+        "training",
+        "run",
+        "exports",
+    ]
     # the three non-empty clusters get a PNG; the empty fourth is named, not drawn
     files = sorted(p.name for p in paths["cluster_means"].iterdir())
     assert files == ["cluster_00.png", "cluster_01.png", "cluster_02.png"]
@@ -421,3 +446,44 @@ def test_shown_parameters_take_the_data_sets_values():
     assert config["cluster"]["n_clusters"] == 10  # the config itself is left alone
     as_json = dataset_parameters(json.dumps(config), n_clusters=None, mz_list=None)
     assert as_json == config
+
+
+def test_explorer_data_holds_every_ion_its_partners_and_the_clusters(tmp_path, monkeypatch):
+    paths = build_report(tmp_path, monkeypatch)
+    text = paths["html"].read_text(encoding="utf-8")
+    blob = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', text)
+    data = json.loads(blob.group(1))
+    clusters = pd.read_csv(paths["clusters"], sep="\t")
+    coloc = pd.read_csv(paths["colocalization"], sep="\t")
+    assert len(data["mz"]) == len(data["thumb"]) == len(data["partners"]) == N_IONS
+    np.testing.assert_allclose(data["mz"], clusters.mz, atol=1e-5)
+    assert data["cluster"] == clusters.cluster.tolist()
+    for uri in data["thumb"]:
+        assert base64.b64decode(uri.split(",", 1)[1]).startswith(PNG_MAGIC)
+    # partners point at the right ions, with both scores of colocalization.tsv
+    for i, rows in enumerate(data["partners"]):
+        want = coloc[np.isclose(coloc.mz, clusters.mz[i])]
+        assert [clusters.mz[j] for j, *_ in rows] == pytest.approx(want.neighbour_mz.tolist())
+        assert [s for _, s, _ in rows] == pytest.approx(want.learned.round(4).tolist())
+        assert [s for *_, s in rows] == pytest.approx(want.metaspace.round(4).tolist())
+    assert [c["size"] for c in data["clusters"]] == [4, 4, 4, 0]
+    assert data["clusters"][3]["mean"] == "" and data["clusters"][0]["mean"].startswith("data:")
+    xy = np.array(data["umap"])
+    assert xy.shape == (N_IONS, 2) and xy.min() == 0 and xy.max() == 1
+    assert len(data["spectrum"]["peak"]) == N_IONS and max(data["spectrum"]["top"]) == 1
+
+
+def test_palette_thumbnails_follow_the_tile_colour_rule():
+    from PIL import Image
+
+    from msicoloc.report_explorer import palette_png
+
+    unit = np.linspace(0, 1, 12).reshape(3, 4)
+    mask = np.ones((3, 4), bool)
+    mask[0, 0] = False
+    uri = palette_png(unit, mask)
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+    rgb = np.asarray(image)
+    assert tuple(rgb[0, 0]) == (0xD9, 0xD9, 0xD9)  # off tissue: the report's grey
+    viridis_top = np.round(np.array(rp.colormaps["viridis"](1.0)[:3]) * 255)
+    np.testing.assert_array_equal(rgb[2, 3], viridis_top)  # 1.0: the top of viridis

@@ -426,3 +426,138 @@ def test_missing_step_output_under_later_results_is_reported(finished):
     res = snakemake(finished, "--configfile", "test.yaml", "--dry-run", "--forcerun", "cluster")
     rules = {r for r, _ in scheduled(res.stdout)}
     assert {"cluster", "self_label", "evaluate", "report"} <= rules
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium-driver)",
+)
+def test_explorer_finds_an_ion_its_partners_and_its_cluster_in_chromium(tiny_run, tmp_path):
+    """Drive the report's explorer in headless Chromium as a user would: search an m/z, click
+    a partner, open a cluster; check what each view shows, screenshot it, and check that the
+    page fetched nothing but itself and its inline images."""
+    from PIL import Image
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    out = tiny_run / "results" / "tiny"
+    clusters = pd.read_csv(out / "clusters.tsv", sep="\t", keep_default_na=False)
+    coloc = pd.read_csv(out / "colocalization.tsv", sep="\t", keep_default_na=False)
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(shutil.which("chromedriver"))
+    )
+    shots = {}
+
+    def view():
+        return driver.find_element(By.TAG_NAME, "body").get_attribute("data-view")
+
+    def text(css):
+        return driver.find_element(By.CSS_SELECTOR, css).text
+
+    def shoot(name):
+        driver.execute_script("document.getElementById('explore').scrollIntoView()")
+        shots[name] = tmp_path / f"{name}.png"
+        driver.save_screenshot(shots[name])
+
+    def click(element):  # SVG shapes too: a real click event that bubbles
+        driver.execute_script(
+            "arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", element
+        )
+
+    try:
+        driver.get((out / "report.html").as_uri())
+        load_ms = driver.execute_script(
+            "const t = performance.timing; return t.loadEventEnd - t.navigationStart"
+        )
+        assert 0 < load_ms < 3000
+        # the report opens on the answer: the explorer first, showing a cluster
+        assert driver.find_element(By.TAG_NAME, "h2").text == "Explore the ions"
+        assert view().startswith("cluster/")
+        shoot("opening")
+
+        # search an m/z (typed to 3 decimals): the nearest ion, its name, cluster, confidence
+        i = int(np.flatnonzero(clusters["name"] != "")[0])
+        search = driver.find_element(By.ID, "ex-search")
+        search.send_keys(f"{clusters.mz[i]:.3f}\n")
+        assert view() == f"ion/{i}"
+        assert float(text("#ex-title").split()[1]) == pytest.approx(clusters.mz[i], abs=6e-5)
+        head = text("#ex-view .ex-head")
+        assert clusters.name[i] in head and f"cluster {clusters.cluster[i]}" in head
+        shown_conf = float(re.search(r"confidence\s+([0-9.]+)", head).group(1))
+        assert shown_conf == pytest.approx(clusters.confidence[i], abs=0.0051)
+        # its partners: every pair of colocalization.tsv, learned first, both scores shown
+        mine = coloc[np.isclose(coloc.mz, clusters.mz[i])].sort_values("learned", ascending=False)
+        rows = driver.find_elements(By.CSS_SELECTOR, "#ex-partners tr")
+        assert len(rows) == len(mine) > 0
+        cells = rows[0].find_elements(By.TAG_NAME, "td")
+        assert float(cells[1].text) == pytest.approx(mine.neighbour_mz.iloc[0], abs=6e-5)
+        assert cells[3].text == f"{mine.learned.iloc[0]:.3f}"
+        assert cells[4].text == f"{mine.metaspace.iloc[0]:.3f}"
+        shoot("ion")
+        # sorted by the METASPACE-style score instead
+        driver.find_element(By.CSS_SELECTOR, "#ex-view th button[data-sort='2']").click()
+        first = driver.find_element(By.CSS_SELECTOR, "#ex-partners tr td:nth-child(2)").text
+        best = mine.sort_values("metaspace", kind="stable").neighbour_mz.iloc[-1]
+        assert float(first) == pytest.approx(best, abs=6e-5)
+
+        # click a partner: its own view
+        partner = driver.find_element(By.CSS_SELECTOR, "#ex-partners tr")
+        j = int(partner.get_attribute("data-ion"))
+        partner.click()
+        assert view() == f"ion/{j}"
+        assert float(text("#ex-title").split()[1]) == pytest.approx(clusters.mz[j], abs=6e-5)
+        driver.back()  # the address holds the view: Back returns to the first ion
+        assert view() == f"ion/{i}"
+
+        # open its cluster: members by confidence, a filter and a sort
+        k = int(clusters.cluster[i])
+        driver.find_element(By.CSS_SELECTOR, "#ex-view .ex-head .ex-chip").click()
+        assert view() == f"cluster/{k}"
+        members = clusters[clusters.cluster == k].sort_values("confidence", ascending=False)
+        assert text("#ex-count") == f"{len(members)} of {len(members)} shown"
+        shown = [
+            f.text.split(" · ")[0]
+            for f in driver.find_elements(By.CSS_SELECTOR, "#ex-members figcaption")
+        ]
+        np.testing.assert_allclose(np.array(shown, float), members.mz, atol=6e-5)
+        shoot("cluster")
+        driver.find_element(By.ID, "ex-filter").send_keys(f"{members.mz.iloc[0]:.4f}")
+        assert text("#ex-count") == f"1 of {len(members)} shown"
+
+        # a UMAP point, a spectrum peak and a cluster tile lead there too
+        click(driver.find_element(By.CSS_SELECTOR, "#ex-umap circle[data-ion='3']"))
+        assert view() == "ion/3"
+        click(driver.find_element(By.CSS_SELECTOR, "#ex-spectrum line[data-ion='5']"))
+        assert view() == "ion/5"
+        click(driver.find_element(By.CSS_SELECTOR, f".ex-tile[data-cluster='{k}']"))
+        assert view() == f"cluster/{k}"
+        # a name search lists the named ions
+        search.clear()
+        search.send_keys("molecule")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#ex-results button")) > 0
+
+        requests = [
+            json.loads(entry["message"])["message"]["params"]["request"]["url"]
+            for entry in driver.get_log("performance")
+            if '"Network.requestWillBeSent"' in entry["message"]
+        ]
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert errors == []
+    # no network: the page itself, then only its inline (data:) images
+    assert requests[0] == (out / "report.html").as_uri()
+    assert all(url.startswith("data:") for url in requests[1:])
+    # each view's screenshot shows ion images (viridis) and differs from the others
+    pictures = {name: np.asarray(Image.open(path).convert("RGB")) for name, path in shots.items()}
+    for name, rgb in pictures.items():
+        assert rgb.shape[:2] == (1000, 1300) or rgb.shape[1] == 1300, name
+        yellowish = (rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 80)
+        purple = (rgb[..., 0] < 90) & (rgb[..., 1] < 40) & (rgb[..., 2] > 60)
+        assert yellowish.sum() + purple.sum() > 2000, f"{name}: no ion image on screen"
+    assert len({rgb.tobytes() for rgb in pictures.values()}) == len(pictures)

@@ -16,7 +16,6 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from msicoloc.baselines import (
     cosine_similarity,
-    nearest_neighbours,
     representation_from_file,
     representations_from_file,
 )
@@ -223,22 +222,44 @@ def stability(features: np.ndarray, labels: np.ndarray, cluster: ClusterSettings
 
 
 def colocalization_table(
-    mz: np.ndarray, features: np.ndarray, answer: pd.DataFrame, top_n: int
+    mz: np.ndarray,
+    features: np.ndarray,
+    metaspace: np.ndarray,
+    answer: pd.DataFrame,
+    top_n: int,
 ) -> pd.DataFrame:
-    """Each ion's ``top_n`` nearest ions by cosine of ``features`` (colocalization.tsv), with
-    the answer's clusters and names (clusters.tsv)."""
-    idx, sim = nearest_neighbours(cosine_similarity(features), top_n)
+    """Each ion's co-localized partners (colocalization.tsv): its ``top_n`` nearest ions by
+    cosine of the learned ``features`` and its ``top_n`` best by the METASPACE-style score
+    (cosine of ``metaspace``), each pair with both scores and both ranks (1 = most similar of
+    all ions), ordered by the learned rank; with the answer's clusters and names."""
+    scores = {"learned": cosine_similarity(features), "metaspace": cosine_similarity(metaspace)}
+    n = len(mz)
+    ranks = {}
+    for key, sim in scores.items():
+        sim = sim.copy()
+        np.fill_diagonal(sim, -np.inf)
+        order = np.argsort(-sim, axis=1, kind="stable")
+        ranks[key] = np.empty((n, n), dtype=np.int64)
+        np.put_along_axis(ranks[key], order, np.arange(1, n + 1)[None, :], axis=1)
+    top_n = min(top_n, n - 1)
+    pair = (ranks["learned"] <= top_n) | (ranks["metaspace"] <= top_n)
+    np.fill_diagonal(pair, False)
+    i, j = np.nonzero(pair)
+    order = np.lexsort((ranks["learned"][i, j], i))
+    i, j = i[order], j[order]
     labels = answer["cluster"].to_numpy()
-    names = answer["name"].to_numpy(object) if "name" in answer else np.full(len(mz), "")
+    names = answer["name"].to_numpy(object) if "name" in answer else np.full(n, "")
     return pd.DataFrame(
         {
-            "mz": np.repeat(mz, idx.shape[1]),
-            "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(mz)),
-            "neighbour_mz": mz[idx].ravel(),
-            "cosine": sim.ravel(),
-            "same_cluster": (labels[idx] == labels[:, None]).ravel(),
-            "name": np.repeat(names, idx.shape[1]),
-            "neighbour_name": names[idx].ravel(),
+            "mz": mz[i],
+            "neighbour_mz": mz[j],
+            "learned": scores["learned"][i, j],
+            "metaspace": scores["metaspace"][i, j],
+            "learned_rank": ranks["learned"][i, j],
+            "metaspace_rank": ranks["metaspace"][i, j],
+            "same_cluster": labels[i] == labels[j],
+            "name": names[i],
+            "neighbour_name": names[j],
         }
     )
 

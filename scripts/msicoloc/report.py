@@ -2,7 +2,8 @@
 
 Everything here builds one self-contained HTML file: figures are drawn with matplotlib's
 object-oriented API (no pyplot, so no global state and no display needed) and embedded as
-base64 PNG ``data:`` URIs; the CSS is inline and there is no JavaScript.
+base64 PNG ``data:`` URIs; the CSS is inline, and the only script is the explorer's own
+(:mod:`msicoloc.report_explorer`), inline too.
 
 Colour-scale rule for every image tile (cluster means and member thumbnails alike): linear
 viridis from 0 to the tile's own ``percentile`` of its tissue pixels (the maximum if that
@@ -671,12 +672,12 @@ def figure_block(png: bytes, alt: str, caption: str, width: int | None = None) -
     return f"<figure>{img_tag(png, alt, width)}<figcaption>{caption}</figcaption></figure>"
 
 
-def page(title: str, body: str) -> str:
-    """A complete HTML document with the inline stylesheet."""
+def page(title: str, body: str, css: str = "") -> str:
+    """A complete HTML document with the inline stylesheet (plus ``css``)."""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{esc(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n"
+        f"<title>{esc(title)}</title>\n<style>{CSS}{css}</style>\n</head>\n<body>\n{body}\n"
         "</body>\n</html>\n"
     )
 

@@ -19,14 +19,16 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: Sections in page order: the answer first (explorer, clusters), run details last.
 NAV = [
-    ("run", "Run"),
-    ("spectrum", "Mean spectrum"),
+    ("explore", "Explore"),
     ("clusters", "Clusters"),
     ("umap", "UMAP"),
-    ("training", "Training"),
+    ("spectrum", "Mean spectrum"),
     ("metrics", "Metrics"),
     ("isotopes", "Isotopes"),
+    ("training", "Training"),
+    ("run", "Run and parameters"),
     ("exports", "Exports"),
 ]
 
@@ -40,7 +42,8 @@ def header(run: Run) -> str:
         f'<p class="sub">{len(run.mz):,} ion images of <code>{source}</code> grouped into '
         f"{run.n_clusters} clusters of co-localized ions by {rp.esc(_answer_name(run.metrics))}; "
         "the self-supervised pipeline (SimCLR, spectral clustering, self-labeling) and the "
-        f"classical methods are compared in section 6.</p><nav>{links}</nav>"
+        "classical methods are compared under <a href='#metrics'>Metrics</a>.</p>"
+        f"<nav>{links}</nav>"
     )
 
 
@@ -52,7 +55,7 @@ def _answer_name(metrics: dict) -> str:
 def run_section(
     run: Run, parameters: dict, benchmarks: Path | None, steps: Sequence[str] = ()
 ) -> str:
-    """Section 1: data, parameters, software versions and wall time per step."""
+    """Data, parameters, software versions and wall time per step."""
     a = run.spectra_attrs
     h, w = run.full_mask.shape
     n_pix = int(a.get("n_pixels", h * w))
@@ -89,7 +92,7 @@ def run_section(
     torch = run.embed_attrs.get("torch")
     versions = rp.software_versions(_text(torch) if torch is not None else None)
     return (
-        '<h2 id="run">1. The run</h2>'
+        '<h2 id="run">The run: data, parameters, software, wall times</h2>'
         + rp.kv_table(facts)
         + "<h3>Parameters</h3>"
         + parameters_table(parameters)
@@ -150,8 +153,8 @@ def exports_section(html: Path, files: list[Path]) -> str:
         "the learned pipeline's cluster beside it",
         "colocalization.tsv": "each ion's nearest ions in the learned feature space (cosine)",
         "methods.tsv": "every method's cluster per ion (and the annotation)",
-        "isotopes.tsv": "the isotope pairs of section 7",
-        "metrics.json": "all scores of section 6",
+        "isotopes.tsv": "the isotope pairs (Isotopes)",
+        "metrics.json": "all scores (Metrics)",
         "cluster_means/": "the cluster mean images as PNG files",
         "network.graphml": "the co-localization network (Cytoscape, networkx, Gephi)",
         "cluster_members.tsv": "each cluster's members, most confident first",

@@ -13,7 +13,7 @@ from msicoloc.step import atomic_output
 
 
 def spectrum_section(run: Run, colours: list[str]) -> str:
-    """Section 2: the mean spectrum with the picked peaks coloured by cluster."""
+    """The mean spectrum with the picked peaks coloured by cluster."""
     fig = rp.spectrum_figure(run.mean_mz, run.mean_intensity, run.mz, run.labels, colours)
     if run.mean_kind == "ppm_grid":
         binning = (
@@ -28,7 +28,7 @@ def spectrum_section(run: Run, colours: list[str]) -> str:
         "coloured by final cluster; intensity in the instrument's arbitrary units, before "
         "per-pixel normalisation."
     )
-    return '<h2 id="spectrum">2. Mean spectrum</h2>' + rp.figure_block(
+    return '<h2 id="spectrum">Mean spectrum</h2>' + rp.figure_block(
         rp.figure_png(fig), "mean spectrum with picked peaks", caption
     )
 
@@ -73,7 +73,7 @@ def cluster_sections(
         if sizes[k] > 0
     ]
     html = (
-        '<h2 id="clusters">3. Clusters</h2>'
+        '<h2 id="clusters">Clusters</h2>'
         + k_choice_block(run.k_choice)
         + f"<p>Mean image of each cluster (files <code>cluster_means/cluster_NN.png</code>); "
         f'click a tile for its member ion images.</p><p class="note">{rule}</p>'
@@ -131,13 +131,27 @@ def _swatch(colour: str) -> str:
     return f'<span class="swatch" style="background:{colour}"></span>'
 
 
-def umap_section(run: Run, colours: list[str], seed: int, n_neighbors: int, min_dist: float) -> str:
-    """Section 4: UMAP of the learned features by cluster (and by annotation)."""
-    title = '<h2 id="umap">4. UMAP of the learned features</h2>'
+def umap_xy(run: Run, seed: int, n_neighbors: int, min_dist: float) -> np.ndarray | None:
+    """The 2-D UMAP of the learned features that the report and its explorer show (None with
+    fewer than 4 ion images)."""
+    if len(run.features) < 4:
+        return None
+    return rp.umap_embedding(run.features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
+
+
+def umap_section(
+    run: Run,
+    colours: list[str],
+    xy: np.ndarray | None,
+    seed: int,
+    n_neighbors: int,
+    min_dist: float,
+) -> str:
+    """UMAP of the learned features (``xy``, :func:`umap_xy`) by cluster (and annotation)."""
+    title = '<h2 id="umap">UMAP of the learned features</h2>'
     n = len(run.features)
-    if n < 4:
+    if xy is None:
         return title + f'<p class="note">Too few ion images ({n}) for a UMAP.</p>'
-    xy = rp.umap_embedding(run.features, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
     annotation = None
     if "annotation" in run.methods and run.methods["annotation"].notna().any():
         annotation = run.methods["annotation"].tolist()
@@ -154,7 +168,7 @@ def umap_section(run: Run, colours: list[str], seed: int, n_neighbors: int, min_
 
 
 def training_section(run: Run) -> str:
-    """Section 5: SimCLR and self-labeling curves."""
+    """SimCLR and self-labeling curves."""
     sim, sl = run.simclr_history, run.self_label_history
     seconds = float(sim["seconds"].sum()) if "seconds" in sim and len(sim) else float("nan")
     caption = (
@@ -167,13 +181,13 @@ def training_section(run: Run) -> str:
         "<code>model/self_label_history.tsv</code>."
     )
     fig = rp.training_figure(sim, sl)
-    return '<h2 id="training">5. Training curves</h2>' + rp.figure_block(
+    return '<h2 id="training">Training curves</h2>' + rp.figure_block(
         rp.figure_png(fig), "training curves", caption
     )
 
 
 def metrics_section(run: Run) -> str:
-    """Section 6: every method side by side, best per column bold; silhouette, stability."""
+    """Every method side by side, best per column bold; silhouette, stability."""
     m = run.metrics
     table = rp.metrics_table(m)
     scores = [c for c in rp.SCORE_TITLES if c in table]
@@ -205,7 +219,7 @@ def metrics_section(run: Run) -> str:
     else:
         basis = "No annotations for this data set: only the label-free scores are shown. "
     note = (
-        basis + "Isotopic recall: share of the isotope pairs (section 7) whose two images "
+        basis + "Isotopic recall: share of the isotope pairs (below) whose two images "
         "share a cluster. Bold: best in its column (ties all bold). Every method clusters the "
         "same ion images into the same number of clusters. Agreement: adjusted Rand index "
         "between the answer and each method (1 = the same clusters, 0 = chance); where "
@@ -228,7 +242,7 @@ def metrics_section(run: Run) -> str:
         "the run's seed and with seed + 1 (1 = identical)",
     }
     return (
-        '<h2 id="metrics">6. Metrics</h2>'
+        '<h2 id="metrics">Metrics: every method side by side</h2>'
         + rp.html_table(
             header, rows, numeric=[False] + [True] * (len(header) - 1), row_classes=classes
         )
@@ -271,8 +285,8 @@ def disagreement_block(run: Run, n_shown: int = 12) -> str:
 
 
 def isotope_section(run: Run) -> str:
-    """Section 7: isotope pairs and whether each stayed in one final cluster."""
-    title = '<h2 id="isotopes">7. Isotope pairs</h2>'
+    """Isotope pairs and whether each stayed in one final cluster."""
+    title = '<h2 id="isotopes">Isotope pairs</h2>'
     if run.isotopes.empty:
         return title + "<p>No isotope pairs were found among the picked peaks.</p>"
     iso = rp.isotope_table(run.isotopes, run.labels)
