@@ -235,6 +235,9 @@ def test_median3x3_is_scipys_median_filter():
     stack[1] = rng.normal(size=(9, 11))
     want = np.stack([ndimage.median_filter(img, size=3, mode="constant") for img in stack])
     np.testing.assert_array_equal(median3x3(stack), want)
+    big = rng.integers(0, 3, (3, 1100, 1100)).astype(np.float32)  # one image per pass
+    want = np.stack([ndimage.median_filter(img, size=3, mode="constant") for img in big])
+    np.testing.assert_array_equal(median3x3(big), want)
 
 
 def test_average_ranks_are_scipys_rankdata():

@@ -217,13 +217,22 @@ def median3x3(images: np.ndarray) -> np.ndarray:
 
     Each column triple is sorted once (low, mid, high); the median of the nine values is then
     the median of (max of the three lows, median of the three mids, min of the three highs).
+    Runs on a few images at a time, so its temporaries stay small.
     """
-    x = np.pad(np.asarray(images, dtype=np.float32), ((0, 0), (1, 1), (1, 1)))
+    images = np.asarray(images, dtype=np.float32)
+    out = np.empty_like(images)
+    step = max(1, (16 * 2**20) // max(1, 4 * images[0].size)) if len(images) else 1
+    for i in range(0, len(images), step):
+        out[i : i + step] = _median3x3(images[i : i + step])
+    return out
+
+
+def _median3x3(images: np.ndarray) -> np.ndarray:
+    x = np.pad(images, ((0, 0), (1, 1), (1, 1)))
     a, b, c = x[:, :-2], x[:, 1:-1], x[:, 2:]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     mid = np.maximum(lo, np.minimum(hi, c))
     lo, hi = np.minimum(lo, c), np.maximum(hi, c)
-    del a, b, c, x
 
     def med3(p, q, r):
         return np.maximum(np.minimum(p, q), np.minimum(np.maximum(p, q), r))
@@ -318,17 +327,21 @@ def classical_grams(
                 inner, tissue, m = slice(r0 - a, r1 - a), mask[r0:r1], mask[a:b]
                 if not tissue.any():
                     continue
+                # each transformed band is summed and dropped before the next is made
                 if raw:
                     acc["raw"].add(band[:, inner][:, tissue], shift)
                 if "pearson_smooth" in acc:
-                    smooth = smooth_on_tissue(band, m, sigma)[:, inner][:, tissue]
-                    acc["pearson_smooth"].add(smooth, shift)
+                    smooth = smooth_on_tissue(band, m, sigma)
+                    acc["pearson_smooth"].add(smooth[:, inner][:, tissue], shift)
+                    del smooth
                 if "blurred" in acc:
                     blur = ndimage.gaussian_filter(band, (0, blur_sigma, blur_sigma))
                     acc["blurred"].add(blur[:, inner][:, tissue], shift)
+                    del blur
                 if "metaspace" in acc:
-                    kept = np.where(band < medians[:, None, None], 0.0, band)
-                    acc["metaspace"].add(median3x3(kept)[:, inner][:, tissue])
+                    kept = median3x3(np.where(band < medians[:, None, None], 0.0, band))
+                    acc["metaspace"].add(kept[:, inner][:, tissue])
+                    del kept
                 if "spearman" in acc:
                     centre = (n_tissue + 1) / 2  # the mean rank
                     acc["spearman"].add(np.asarray(ranks[:, cum[r0] : cum[r1]]) - centre)
