@@ -190,12 +190,19 @@ def test_blockwise_representation_has_the_whole_array_cosines(
     assert not list(path.parent.glob("*.scratch-*"))
 
 
-def test_one_pass_gives_every_method_as_alone(stack_file, monkeypatch):
+@pytest.mark.parametrize("chunks", [None, (4, 8, 19)])  # stored whole; chunks taller than bands
+def test_one_pass_gives_every_method_as_alone(stack_file, monkeypatch, chunks):
+    import h5py
+
     from msicoloc import baselines
     from msicoloc import images as im
 
     path, stack, mask = stack_file
-    monkeypatch.setattr(im, "BLOCK_BYTES", 5000)
+    if chunks:
+        with h5py.File(path, "a") as f:
+            del f["images"]
+            f.create_dataset("images", data=stack, chunks=chunks, compression="lzf")
+    monkeypatch.setattr(im, "BLOCK_BYTES", 5000)  # bands of 4 rows
     settings = workflow_settings("compare", pca_components=4)
     names = [name for name in baselines.CLASSICAL if name != "nmf"]
     together = baselines.representations_from_file(names, path, settings, 0)

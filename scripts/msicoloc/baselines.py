@@ -53,13 +53,13 @@ def smooth_on_tissue(images: np.ndarray, mask: np.ndarray, sigma: float) -> np.n
     """
     if sigma <= 0:
         return np.where(mask, images, 0.0).astype(np.float32)
-    m = mask.astype(np.float32)
-    weight = ndimage.gaussian_filter(m, sigma)
-    out = np.empty(images.shape, dtype=np.float32)
-    for i, img in enumerate(images):
-        num = ndimage.gaussian_filter(np.where(mask, img, 0.0).astype(np.float32), sigma)
-        out[i] = np.where(mask, num / np.maximum(weight, 1e-6), 0.0)
-    return out
+    weight = np.maximum(ndimage.gaussian_filter(mask.astype(np.float32), sigma), 1e-6)
+    # one filter call for the whole stack (sigma 0 across images): per-image calls cost more
+    # in overhead than in filtering on the thin bands of classical_grams
+    num = ndimage.gaussian_filter(np.where(mask, images, 0.0).astype(np.float32), (0, sigma, sigma))
+    num /= weight
+    num[:, ~mask] = 0.0
+    return num
 
 
 def _centred(x: np.ndarray) -> np.ndarray:
@@ -320,10 +320,11 @@ def classical_grams(
             acc = {name: _Accumulator(n) for name in own}
             cum = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
             rows = max(1, min(h, im.BLOCK_BYTES // max(1, 4 * n * w)))
+            stream = _RowStream(images)
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
                 a, b = max(0, r0 - halo), min(h, r1 + halo)
-                band = np.asarray(images[:, a:b], dtype=np.float32)
+                band = stream.rows(a, b)
                 inner, tissue, m = slice(r0 - a, r1 - a), mask[r0:r1], mask[a:b]
                 if not tissue.any():
                     continue
@@ -360,6 +361,28 @@ def classical_grams(
     if "blurred" in grams:
         grams["blurred"] = _correlation(grams["blurred"])
     return {name: grams[name] for name in names}
+
+
+class _RowStream:
+    """Rows ``[a, b)`` of every image of an HDF5 stack, asked for in increasing order: each
+    read ends on a boundary of the stored chunks and the rows a later band needs again are
+    kept, so every chunk is decompressed once (a band cut through chunks would decompress
+    them again for every band, and HDF5 spends far longer on such partial reads)."""
+
+    def __init__(self, images):
+        self.images, self.start = images, 0
+        self.chunk_rows = images.chunks[1] if images.chunks else 1
+        self.buffer = np.zeros((images.shape[0], 0, images.shape[2]), dtype=np.float32)
+
+    def rows(self, a: int, b: int) -> np.ndarray:
+        end = self.start + self.buffer.shape[1]
+        if b > end:
+            stop = min(self.images.shape[1], -(-b // self.chunk_rows) * self.chunk_rows)
+            new = np.asarray(self.images[:, end:stop], dtype=np.float32)
+            keep = self.buffer[:, max(0, a - self.start) :]
+            self.buffer = np.concatenate([keep, new], axis=1) if keep.shape[1] else new
+            self.start = max(a, self.start) if keep.shape[1] else end
+        return self.buffer[:, a - self.start : b - self.start]
 
 
 class _Accumulator:

@@ -105,6 +105,8 @@ SMALL_SIDE = 256
 #: Bytes of image data a step holds at once: blocks of ions while building the images, blocks
 #: of images or pixels in the blockwise Gram matrices (msicoloc.baselines). Bounds memory.
 BLOCK_BYTES = 256 * 2**20
+#: Rows of an image in one stored chunk of ion_images.h5 (16 images x 16 rows x 256 columns).
+CHUNK_ROWS = 16
 
 
 def small_factor(shape: tuple[int, int]) -> int:
@@ -154,7 +156,8 @@ def build_ion_images(
     small_mask = block_reduce(tissue.astype(np.float64), factor) > 0.5 if factor > 1 else tissue
     caps = np.zeros(n, dtype=np.float32)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as h5:
-        chunk = (min(n, 16), min(shape[0], 64), min(shape[1], 64))
+        # flat chunks: the classical comparison streams bands of a few rows of every image
+        chunk = (min(n, 16), min(shape[0], CHUNK_ROWS), min(shape[1], 256))
         images = h5.create_dataset(
             "images", (n, *shape), np.float32, chunks=chunk, compression="lzf"
         )
