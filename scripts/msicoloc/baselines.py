@@ -442,12 +442,6 @@ def _correlation(gram: np.ndarray) -> np.ndarray:
     return gram / d[:, None] / d[None, :]
 
 
-def blurred_correlation(path: str | os.PathLike[str], sigma: float) -> np.ndarray:
-    """Pearson correlation matrix of the images after a Gaussian blur of ``sigma`` pixels
-    (the isotope test's, :func:`msicoloc.metrics.image_correlation`), blockwise."""
-    return classical_grams(path, ["blurred"], smooth_sigma=0.0, blur_sigma=sigma)["blurred"]
-
-
 def representations_from_file(
     names: Iterable[str],
     path: str | os.PathLike[str],

@@ -149,7 +149,7 @@ def find_isotopes(
     Returns a table with columns ``mz`` (the isotope), ``mono_mz``, ``mono_index``, ``index``,
     ``order`` (1 for M+1, 2 for M+2, ...), ``charge``, ``ppm_error`` and ``correlation``
     (with the peak one step lighter), sorted by ``mz``. ``corr``: that correlation matrix,
-    computed elsewhere (e.g. blockwise, see :func:`msicoloc.baselines.blurred_correlation`),
+    computed elsewhere (e.g. blockwise, see :func:`msicoloc.baselines.classical_grams`, "blurred"),
     instead of from ``images``.
     """
     mz = np.asarray(mz, dtype=float)
