@@ -267,6 +267,8 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 #: Gram matrices :func:`classical_grams` computes; "blurred" is the isotope test's.
 GRAMS = ("pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace", "pca", "blurred")
+#: Of those with their own sums, the ones whose vectors are centred (Pearson correlations).
+CENTRED = {"pearson_smooth", "blurred"}
 
 
 def classical_grams(
@@ -299,15 +301,13 @@ def classical_grams(
     if "blurred" in names and blur_sigma is None:
         raise ValueError("the blurred Gram needs blur_sigma")
     raw = bool(names & {"pixel_cosine", "pearson", "pca"})
-    sigma = smooth_sigma
-    halo = max(_gauss_radius(sigma), _gauss_radius(blur_sigma or 0), 1)
+    halo = max(_gauss_radius(smooth_sigma), _gauss_radius(blur_sigma or 0), 1)
     with h5py.File(path, "r") as f:
         images, mask = f["images"], np.asarray(f["mask"][()], dtype=bool)
         n, h, w = images.shape
         n_tissue = int(mask.sum())
         shift = _approx_means(f)  # centring by nearly the mean keeps float32 sums exact
-        stack = contextlib.ExitStack()
-        with stack:
+        with contextlib.ExitStack() as stack:
             medians, ranks = None, None
             if names & {"spearman", "metaspace"}:
                 if "spearman" in names:
@@ -320,6 +320,7 @@ def classical_grams(
             acc = {name: _Accumulator(n) for name in own}
             cum = np.concatenate([[0], np.cumsum(mask.sum(axis=1))])
             rows = max(1, min(h, im.BLOCK_BYTES // max(1, 4 * n * w)))
+            centre = (n_tissue + 1) / 2  # the mean rank
             stream = _RowStream(images)
             for r0 in range(0, h, rows):
                 r1 = min(h, r0 + rows)
@@ -332,7 +333,7 @@ def classical_grams(
                 if raw:
                     acc["raw"].add(band[:, inner][:, tissue], shift)
                 if "pearson_smooth" in acc:
-                    smooth = smooth_on_tissue(band, m, sigma)
+                    smooth = smooth_on_tissue(band, m, smooth_sigma)
                     acc["pearson_smooth"].add(smooth[:, inner][:, tissue], shift)
                     del smooth
                 if "blurred" in acc:
@@ -344,20 +345,13 @@ def classical_grams(
                     acc["metaspace"].add(kept[:, inner][:, tissue])
                     del kept
                 if "spearman" in acc:
-                    centre = (n_tissue + 1) / 2  # the mean rank
                     acc["spearman"].add(np.asarray(ranks[:, cum[r0] : cum[r1]]) - centre)
                 del band
-    grams = {}
+    grams = {name: acc[name].gram(centred=name in CENTRED) for name in own - {"raw"}}
     if raw:
         grams["pixel_cosine"] = acc["raw"].gram()
         grams["pearson"] = acc["raw"].gram(centred=True)
         grams["pca"] = _correlation(grams["pearson"])
-    for name in ("pearson_smooth", "blurred"):
-        if name in acc:
-            grams[name] = acc[name].gram(centred=True)
-    for name in ("spearman", "metaspace"):
-        if name in acc:
-            grams[name] = acc[name].gram()
     if "blurred" in grams:
         grams["blurred"] = _correlation(grams["blurred"])
     return {name: grams[name] for name in names}

@@ -16,6 +16,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from msicoloc.baselines import (
     cosine_similarity,
+    nearest_neighbours,
     representation_from_file,
     representations_from_file,
 )
@@ -235,12 +236,10 @@ def colocalization_table(
     scores = {"learned": cosine_similarity(features), "metaspace": cosine_similarity(metaspace)}
     n = len(mz)
     ranks = {}
-    for key, sim in scores.items():
-        sim = sim.copy()
-        np.fill_diagonal(sim, -np.inf)
-        order = np.argsort(-sim, axis=1, kind="stable")
-        ranks[key] = np.empty((n, n), dtype=np.int64)
-        np.put_along_axis(ranks[key], order, np.arange(1, n + 1)[None, :], axis=1)
+    for key, sim in scores.items():  # rank of every other ion; an ion's own stays 0
+        order, _ = nearest_neighbours(sim, n - 1)
+        ranks[key] = np.zeros((n, n), dtype=np.int64)
+        np.put_along_axis(ranks[key], order, np.arange(1, n)[None, :], axis=1)
     top_n = min(top_n, n - 1)
     pair = (ranks["learned"] <= top_n) | (ranks["metaspace"] <= top_n)
     np.fill_diagonal(pair, False)
