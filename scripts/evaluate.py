@@ -82,13 +82,12 @@ def main(
         "n_annotation_rows": n_rows,
     }
     report = ev.metrics_report(counts, labels, rows, iso, truth, feats, stable, answer.method)
-    coloc = ev.colocalization_table(
-        mz, feats["features"], kept["metaspace_sc"], answer_table, settings.top_n
-    )
+    scores = ev.pair_scores(feats["features"], kept["metaspace_sc"])
+    coloc = ev.colocalization_table(mz, scores, answer_table, settings.top_n)
     table = ev.methods_table(mz, labels, truth)
     ev.write_metrics(metrics, report)
-    ev.write_network(network, mz, answer_table, feats["features"], kept["metaspace_sc"], settings)
-    member_table = ev.cluster_members(answer_table, kept["metaspace_sc"])
+    ev.write_network(network, mz, answer_table, scores, settings)
+    member_table = ev.cluster_members(answer_table, scores["metaspace"])
     tables = ((iso, isotopes), (coloc, colocalization), (table, methods_table))
     for frame, path in (*tables, (member_table, members)):
         with atomic_output(path) as tmp:

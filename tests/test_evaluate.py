@@ -70,7 +70,7 @@ def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
     import networkx as nx
     import pandas as pd
 
-    from msicoloc.evaluate import cluster_members, network_edges, write_graphml
+    from msicoloc.evaluate import cluster_members, network_edges, pair_scores, write_graphml
 
     rng = np.random.default_rng(0)
     base = rng.random((3, 40))
@@ -80,7 +80,7 @@ def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
     clusters = pd.DataFrame(
         {"mz": mz, "cluster": np.repeat([0, 1, 2], 3), "confidence": np.linspace(0.5, 1, 9)}
     )
-    edges = network_edges(learned, metaspace, 0.999)
+    edges = network_edges(pair_scores(learned, metaspace), 0.999)
     path = tmp_path / "network.graphml"
     write_graphml(path, mz, clusters, edges)
     graph = nx.read_graphml(path)
@@ -92,7 +92,7 @@ def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
         assert graph.nodes[u]["cluster"] == graph.nodes[v]["cluster"]
         assert {"learned_cosine", "metaspace_score"} <= set(data)
         assert max(data["learned_cosine"], data["metaspace_score"]) >= 0.999
-    members = cluster_members(clusters, metaspace)
+    members = cluster_members(clusters, pair_scores(learned, metaspace)["metaspace"])
     assert members["cluster"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert members["rank"].tolist() == [1, 2, 3] * 3
     assert members.groupby("cluster")["confidence"].is_monotonic_decreasing.all()
@@ -102,14 +102,14 @@ def test_network_graphml_loads_in_networkx_with_both_scores(tmp_path):
 def test_colocalization_lists_the_top_partners_by_each_score_with_both():
     import pandas as pd
 
-    from msicoloc.evaluate import colocalization_table
+    from msicoloc.evaluate import colocalization_table, pair_scores
 
     # ion 0: learned nearest is 1, METASPACE-style best is 2
     learned = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0, 1.0]])
     metaspace = np.array([[1, 0, 0], [0, 1, 0], [0.9, 0.1, 0], [0, 0, 1.0]])
     mz = np.array([100.0, 200.0, 300.0, 400.0])
     answer = pd.DataFrame({"mz": mz, "cluster": [0, 0, 1, 1], "name": ["a", "b", "c", "d"]})
-    table = colocalization_table(mz, learned, metaspace, answer, top_n=1)
+    table = colocalization_table(mz, pair_scores(learned, metaspace), answer, top_n=1)
     first = table[table.mz == 100.0]
     assert first.neighbour_mz.tolist() == [200.0, 300.0]  # learned rank order
     assert first.learned_rank.tolist() == [1, 2] and first.metaspace_rank.tolist() == [2, 1]

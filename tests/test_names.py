@@ -59,7 +59,7 @@ def test_names_reach_clusters_colocalization_members_and_network(tmp_path):
     import networkx as nx
 
     from msicoloc.cluster import read_clusters, write_clusters
-    from msicoloc.evaluate import cluster_members, colocalization_table, write_graphml
+    from msicoloc.evaluate import cluster_members, colocalization_table, pair_scores, write_graphml
 
     mz = np.array([300.0, 400.0, 500.0, 600.0])
     names = np.array(["alpha", "", "NA", "beta | gamma (ambiguous)"], dtype=object)
@@ -73,10 +73,16 @@ def test_names_reach_clusters_colocalization_members_and_network(tmp_path):
     table = read_clusters(tmp_path / "clusters.tsv", mz)
     assert table["name"].tolist() == names.tolist()  # "" and "NA" stay text
     features = np.eye(4) + 0.5
-    coloc = colocalization_table(mz, features, features, table, top_n=1)
+    scores = pair_scores(features, features)
+    coloc = colocalization_table(mz, scores, table, top_n=1)
     assert coloc["name"].tolist() == names.tolist()
     assert coloc["neighbour_name"].iloc[1] == "alpha"  # ion 1's nearest is ion 0
-    assert cluster_members(table, features)["name"].tolist() == ["alpha", "", "NA", names[3]]
+    assert cluster_members(table, scores["metaspace"])["name"].tolist() == [
+        "alpha",
+        "",
+        "NA",
+        names[3],
+    ]
     write_graphml(
         tmp_path / "n.graphml",
         mz,

@@ -222,18 +222,19 @@ def stability(features: np.ndarray, labels: np.ndarray, cluster: ClusterSettings
     return float(adjusted_rand_score(labels, again))
 
 
+def pair_scores(learned: np.ndarray, metaspace: np.ndarray) -> dict[str, np.ndarray]:
+    """The two scores of every pair of ions that the outputs show side by side: cosine of the
+    learned features ("learned") and the METASPACE-style score ("metaspace", cosine of that
+    method's vectors)."""
+    return {"learned": cosine_similarity(learned), "metaspace": cosine_similarity(metaspace)}
+
+
 def colocalization_table(
-    mz: np.ndarray,
-    features: np.ndarray,
-    metaspace: np.ndarray,
-    answer: pd.DataFrame,
-    top_n: int,
+    mz: np.ndarray, scores: dict[str, np.ndarray], answer: pd.DataFrame, top_n: int
 ) -> pd.DataFrame:
-    """Each ion's co-localized partners (colocalization.tsv): its ``top_n`` nearest ions by
-    cosine of the learned ``features`` and its ``top_n`` best by the METASPACE-style score
-    (cosine of ``metaspace``), each pair with both scores and both ranks (1 = most similar of
+    """Each ion's co-localized partners (colocalization.tsv): its ``top_n`` best by each of
+    the :func:`pair_scores`, each pair with both scores and both ranks (1 = most similar of
     all ions), ordered by the learned rank; with the answer's clusters and names."""
-    scores = {"learned": cosine_similarity(features), "metaspace": cosine_similarity(metaspace)}
     n = len(mz)
     ranks = {}
     for key, sim in scores.items():  # rank of every other ion; an ion's own stays 0
@@ -302,10 +303,10 @@ def write_metrics(path, report: dict) -> None:
         tmp.write_text(json.dumps(report, indent=1, default=plain) + "\n")
 
 
-def network_edges(learned: np.ndarray, metaspace: np.ndarray, min_score: float) -> pd.DataFrame:
+def network_edges(scores: dict[str, np.ndarray], min_score: float) -> pd.DataFrame:
     """Pairs of ions (source < target) whose learned-feature cosine or METASPACE-style score
-    reaches ``min_score``, with both scores."""
-    a, b = cosine_similarity(learned), cosine_similarity(metaspace)
+    (:func:`pair_scores`) reaches ``min_score``, with both scores."""
+    a, b = scores["learned"], scores["metaspace"]
     source, target = np.nonzero(np.triu((a >= min_score) | (b >= min_score), k=1))
     return pd.DataFrame(
         {
@@ -356,13 +357,13 @@ def write_graphml(path, mz: np.ndarray, clusters: pd.DataFrame, edges: pd.DataFr
 
 def cluster_members(clusters: pd.DataFrame, metaspace: np.ndarray) -> pd.DataFrame:
     """One row per ion, grouped by cluster (largest first) and most confident first, with the
-    cluster's size and the ion's mean METASPACE-style score to its cluster mates."""
-    sim = cosine_similarity(metaspace)
+    cluster's size and the ion's mean METASPACE-style score (``metaspace``, the n x n scores
+    of :func:`pair_scores`) to its cluster mates."""
     labels = clusters["cluster"].to_numpy()
     same = labels[:, None] == labels[None, :]
     np.fill_diagonal(same, False)
     mates = same.sum(axis=1)
-    score = np.where(mates > 0, (sim * same).sum(axis=1) / np.maximum(mates, 1), np.nan)
+    score = np.where(mates > 0, (metaspace * same).sum(axis=1) / np.maximum(mates, 1), np.nan)
     columns = ["cluster", "mz", "name", "confidence"] if "name" in clusters else None
     table = clusters[columns or ["cluster", "mz", "confidence"]].assign(
         cluster_size=np.bincount(labels)[labels], mean_score_to_mates=score
@@ -372,15 +373,10 @@ def cluster_members(clusters: pd.DataFrame, metaspace: np.ndarray) -> pd.DataFra
 
 
 def write_network(
-    path,
-    mz: np.ndarray,
-    clusters: pd.DataFrame,
-    learned: np.ndarray,
-    metaspace: np.ndarray,
-    settings: EvaluateSettings,
+    path, mz: np.ndarray, clusters: pd.DataFrame, scores: dict, settings: EvaluateSettings
 ) -> None:
     """network.graphml: the answer's clusters and the pairs of :func:`network_edges`."""
-    write_graphml(path, mz, clusters, network_edges(learned, metaspace, settings.network_min_score))
+    write_graphml(path, mz, clusters, network_edges(scores, settings.network_min_score))
 
 
 def metrics_report(
