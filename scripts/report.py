@@ -77,15 +77,17 @@ def main(
         k_choice,
     )
     colours = rp.cluster_colours(run.n_clusters)
+    means = rp.cluster_means(run.stack, run.mask, run.labels, run.n_clusters, settings.percentile)
     means_png, sections = cluster_sections(
-        run, colours, settings.percentile, settings.max_thumbnails
+        run, means, colours, settings.percentile, settings.max_thumbnails
     )
     umap = (seed, settings.umap_n_neighbors, settings.umap_min_dist)
     xy = umap_xy(run, *umap)
     partners = pd.read_csv(colocalization, sep="\t")
+    data = explorer.payload(run, partners, xy, means, colours, settings.percentile)
     body = [  # the answer first: explorer and clusters; how it was made below
         header(run),
-        explorer.section(explorer.payload(run, partners, xy, colours, settings.percentile)),
+        explorer.section(data),
         sections,
         umap_section(run, colours, xy, *umap),
         spectrum_section(run, colours),

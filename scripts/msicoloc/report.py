@@ -330,6 +330,11 @@ def decimate_max(
     return edges, top
 
 
+def bin_values(edges: np.ndarray, values: np.ndarray, mz: np.ndarray) -> np.ndarray:
+    """The value of the bin (of :func:`decimate_max`) that each m/z falls in: a peak's height."""
+    return values[np.clip(np.searchsorted(edges, mz, side="right") - 1, 0, len(values) - 1)]
+
+
 def spectrum_figure(
     mz: np.ndarray,
     intensity: np.ndarray,
@@ -343,8 +348,7 @@ def spectrum_figure(
     fig = Figure(figsize=(11.5, 3.8))
     ax = fig.add_subplot()
     ax.stairs(top, edges, fill=True, color="0.45", lw=0)
-    where = np.clip(np.searchsorted(edges, peak_mz, side="right") - 1, 0, n_bins - 1)
-    height = top[where]
+    height = bin_values(edges, top, peak_mz)
     lift = 0.03 * (top.max() if top.max() > 0 else 1.0)
     for k in np.unique(labels):
         sel = labels == k

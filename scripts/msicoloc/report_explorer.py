@@ -67,15 +67,21 @@ def partners(coloc: pd.DataFrame, mz: np.ndarray) -> list[list[list[float]]]:
 
 
 def payload(
-    run: Run, coloc: pd.DataFrame, xy: np.ndarray | None, colours: list[str], percentile: float
+    run: Run,
+    coloc: pd.DataFrame,
+    xy: np.ndarray | None,
+    means: tuple[np.ndarray, np.ndarray],
+    colours: list[str],
+    percentile: float,
 ) -> dict:
-    """Everything the explorer shows, as plain lists for the page's JSON block."""
+    """Everything the explorer shows, as plain lists for the page's JSON block; ``means``
+    are the cluster mean images and sizes (:func:`msicoloc.report.cluster_means`)."""
     n = len(run.mz)
     names = run.clusters["name"].fillna("").astype(str).tolist() if "name" in run.clusters else []
     conf = run.clusters.get("confidence", pd.Series(np.full(n, np.nan))).to_numpy(float)
-    means, sizes = rp.cluster_means(run.stack, run.mask, run.labels, run.n_clusters, percentile)
+    means, sizes = means
     edges, top = rp.decimate_max(run.mean_mz, run.mean_intensity, 1000)
-    where = np.clip(np.searchsorted(edges, run.mz, side="right") - 1, 0, len(top) - 1)
+    top = top / max(float(top.max()), 1e-30)  # the spectrum's heights on 0..1
     if xy is not None and len(xy):
         span = np.ptp(xy, axis=0)
         xy = (xy - xy.min(axis=0)) / np.where(span > 0, span, 1.0)
@@ -99,8 +105,8 @@ def payload(
         "spectrum": {
             "lo": float(edges[0]),
             "hi": float(edges[-1]),
-            "top": np.round(top / max(float(top.max()), 1e-30), 4).tolist(),
-            "peak": np.round(top[where] / max(float(top.max()), 1e-30), 4).tolist(),
+            "top": np.round(top, 4).tolist(),
+            "peak": np.round(rp.bin_values(edges, top, run.mz), 4).tolist(),
         },
     }
 

@@ -34,10 +34,15 @@ def spectrum_section(run: Run, colours: list[str]) -> str:
 
 
 def cluster_sections(
-    run: Run, colours: list[str], percentile: float, max_thumbnails: int
+    run: Run,
+    means: tuple[np.ndarray, np.ndarray],
+    colours: list[str],
+    percentile: float,
+    max_thumbnails: int,
 ) -> tuple[dict[int, bytes], str]:
-    """Cluster mean PNGs (by cluster id) and the HTML of the cluster section."""
-    means, sizes = rp.cluster_means(run.stack, run.mask, run.labels, run.n_clusters, percentile)
+    """Cluster mean PNGs (by cluster id) and the HTML of the cluster section; ``means`` are
+    the cluster mean images and sizes (:func:`msicoloc.report.cluster_means`)."""
+    means, sizes = means
     rule = (
         f"Colour scale, the same for every tile: linear viridis from 0 to the tile's own "
         f"{percentile:g}th percentile of its tissue pixels (its maximum if that percentile is "
