@@ -6,8 +6,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.baselines import representation_from_file
-from msicoloc.cluster import eigengap_n_clusters, write_n_clusters
+from msicoloc.baselines import classical_grams
+from msicoloc.cluster import parallel_analysis_n_clusters, write_n_clusters
 from msicoloc.images import read_ion_mz
 from msicoloc.settings import ClusterSettings, CompareSettings
 from msicoloc.step import run_step
@@ -25,26 +25,36 @@ def main(
     threads: int = 1,
     dataset: str = "cli",
 ) -> None:
-    """Write n_clusters.json: a given number as it is; with ``auto``, the eigengap of the kNN
-    graph of the answer's representation (smoothed Pearson) within cluster.auto_range."""
+    """Write n_clusters.json: a given number as it is; with ``auto``, the number of spatial
+    patterns of the answer's representation (smoothed Pearson) that stand above the same
+    images with nothing co-localized (parallel analysis), within cluster.auto_range."""
     if cluster.n_clusters != "auto":
         write_n_clusters(n_clusters, int(cluster.n_clusters), "given")
         return
     n_ions = len(read_ion_mz(images))
     with threadpool_limits(limits=max(1, threads)):
-        features = representation_from_file("pearson_smooth", images, compare, seed)
+        grams = classical_grams(
+            images,
+            ["pearson_smooth", "pearson_smooth_null"],
+            smooth_sigma=compare.smooth_sigma,
+            null_seed=seed,
+        )
         try:
-            k, values = eigengap_n_clusters(features, cluster)
+            k, values, null = parallel_analysis_n_clusters(
+                grams["pearson_smooth"], grams["pearson_smooth_null"], cluster.auto_range
+            )
         except ValueError as err:
             raise InputError(images, str(err)) from None
     log.info(
-        "n_clusters auto: %d of %d ion images (largest eigengap in %s; eigenvalues %s)",
+        "n_clusters auto: %d of %d ion images (patterns above the null in %s; eigenvalues %s;"
+        " null %s)",
         k,
         n_ions,
         list(cluster.auto_range),
-        ", ".join(f"{v:.3f}" for v in values[: k + 2]),
+        ", ".join(f"{v:.2f}" for v in values[: k + 2]),
+        ", ".join(f"{v:.2f}" for v in null[: k + 2]),
     )
-    write_n_clusters(n_clusters, k, "eigengap", values)
+    write_n_clusters(n_clusters, k, "parallel_analysis", values, null)
 
 
 if __name__ == "__main__":

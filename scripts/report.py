@@ -4,11 +4,9 @@ import logging
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from msicoloc import report as rp
 from msicoloc import report_explorer as explorer
-from msicoloc.report_data import dataset_parameters, load_run
+from msicoloc.report_data import dataset_parameters, load_run, read_colocalization
 from msicoloc.report_overview import exports_section, footer, header, run_section
 from msicoloc.report_results import (
     cluster_sections,
@@ -83,7 +81,7 @@ def main(
     )
     umap = (seed, settings.umap_n_neighbors, settings.umap_min_dist)
     xy = umap_xy(run, *umap)
-    partners = pd.read_csv(colocalization, sep="\t")
+    partners = read_colocalization(colocalization, run.mz)
     data = explorer.payload(run, partners, xy, means, colours, settings.percentile)
     body = [  # the answer first: explorer and clusters; how it was made below
         header(run),

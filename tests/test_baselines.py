@@ -289,9 +289,49 @@ def test_blurred_correlation_equals_image_correlation(stack_file, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("max_bytes", [2**30, 3000])  # in one piece; bands of 2 rows
+def test_null_gram_is_the_whole_array_one_of_sign_flipped_images(
+    stack_file, max_bytes, monkeypatch
+):
+    """The null of parallel analysis: the smoothed, centred Gram of every pixel's deviation
+    from its image's mean with a random sign, the same whatever the band size; a new seed
+    gives new signs, and the null has lost the patterns the images share."""
+    import h5py
+
+    from msicoloc import baselines
+    from msicoloc import images as im
+
+    path, stack, mask = stack_file
+    monkeypatch.setattr(im, "BLOCK_BYTES", max_bytes)
+    n, h, w = stack.shape
+    got = baselines.classical_grams(
+        path, ["pearson_smooth_null", "pearson_smooth"], smooth_sigma=1.5, null_seed=4
+    )
+    with h5py.File(path) as f:
+        shift = baselines._approx_means(f)
+    flipped = (stack - shift[:, None, None]) * baselines.random_signs(4, 0, h, n, w)
+    x = baselines.smooth_on_tissue(flipped, mask, 1.5)[:, mask].astype(np.float64)
+    x -= x.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(got["pearson_smooth_null"], x @ x.T, rtol=1e-4, atol=1e-3)
+    other = baselines.classical_grams(path, ["pearson_smooth_null"], smooth_sigma=1.5, null_seed=5)[
+        "pearson_smooth_null"
+    ]
+    assert not np.allclose(other, got["pearson_smooth_null"], rtol=0.05)
+    same_pattern = [(i, i + 3) for i in range(11)]  # images i and i + 3 share a pattern
+
+    def mean_correlation(gram):
+        d = np.sqrt(np.diag(gram))
+        return np.mean([gram[i, j] / d[i] / d[j] for i, j in same_pattern])
+
+    assert mean_correlation(got["pearson_smooth"]) > 0.8
+    assert abs(mean_correlation(got["pearson_smooth_null"])) < 0.2
+    with pytest.raises(ValueError, match="null_seed"):
+        baselines.classical_grams(path, ["pearson_smooth_null"], smooth_sigma=1.5)
+
+
 def test_choose_k_step_writes_given_or_chosen_number(stack_file, tmp_path):
-    """n_clusters.json: a given number as it is; auto: the eigengap's choice with the
-    eigenvalues for the report (3 patterns here)."""
+    """n_clusters.json: a given number as it is; auto: parallel analysis's choice with the
+    eigenvalues of the data and the null for the report (3 patterns here)."""
     import importlib.util
     import json
 
@@ -307,8 +347,8 @@ def test_choose_k_step_writes_given_or_chosen_number(stack_file, tmp_path):
         path, out, cluster=workflow_settings("cluster", n_clusters=7), compare=compare, seed=0
     )
     assert json.loads(out.read_text()) == {"n_clusters": 7, "chosen_by": "given"}
-    auto = workflow_settings("cluster", n_clusters="auto", n_neighbors=3, auto_range=(2, 8))
+    auto = workflow_settings("cluster", n_clusters="auto", auto_range=(2, 8))
     step.main(path, out, cluster=auto, compare=compare, seed=0)
     record = json.loads(out.read_text())
-    assert record["chosen_by"] == "eigengap" and record["n_clusters"] == 3
-    assert len(record["eigenvalues"]) == 9
+    assert record["chosen_by"] == "parallel_analysis" and record["n_clusters"] == 3
+    assert len(record["eigenvalues"]) == len(record["null_eigenvalues"]) == 9

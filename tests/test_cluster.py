@@ -170,16 +170,37 @@ def test_disconnected_graph_still_gives_k_nonempty_clusters():
         assert np.bincount(labels, minlength=15).min() > 0, solver
 
 
-def test_eigengap_finds_the_number_of_separated_groups():
-    """n_clusters: auto on K well-separated groups of ions gives K (K = 3, 5, 8)."""
-    from msicoloc.cluster import eigengap_n_clusters
+def _pattern_ions(rng, k: int, n_ions: int = 120, pixels: int = 900, noise: float = 1.0):
+    """The centred Gram matrix of ion vectors (each a random scale of one of ``k`` random
+    patterns plus pixel noise), and that of the same ions with signs flipped at random."""
+    patterns = rng.normal(size=(k, pixels))
+    x = patterns[np.arange(n_ions) % k] * rng.uniform(0.5, 2.0, (n_ions, 1))
+    x = x + noise * rng.normal(size=x.shape)
+
+    def centred_gram(v):
+        v = v - v.mean(axis=1, keepdims=True)
+        return v @ v.T
+
+    deviations = x - x.mean(axis=1, keepdims=True)
+    return centred_gram(x), centred_gram(deviations * rng.choice([-1.0, 1.0], size=x.shape))
+
+
+def test_parallel_analysis_counts_the_patterns_ions_share():
+    """n_clusters: auto gives K for K shared patterns (K = 3, 5, 8), even where each ion is
+    mostly noise; pure noise gives the low end of auto_range; too few ions is an error."""
+    from msicoloc.cluster import parallel_analysis_n_clusters
 
     rng = np.random.default_rng(0)
     for k in (3, 5, 8):
-        centres = rng.normal(size=(k, 40)) * 5
-        x = np.concatenate([c + rng.normal(size=(25, 40)) for c in centres])
-        got, values = eigengap_n_clusters(x, workflow_settings("cluster", auto_range=(2, 12)))
-        assert got == k and len(values) == 13
-        assert values[:k].max() < 0.05 < values[k]
+        for noise in (0.5, 3.0):  # at 3, the pattern is a tenth of an ion's variance
+            gram, null = _pattern_ions(rng, k, noise=noise)
+            got, values, null_values = parallel_analysis_n_clusters(gram, null, (2, 12))
+            assert got == k, (k, noise)
+            assert len(values) == len(null_values) == 13
+            assert values[k - 1] > null_values[k - 1] and values[k] <= null_values[k]
+    noise_only, null = _pattern_ions(rng, 1, noise=1e6)
+    assert parallel_analysis_n_clusters(noise_only, null, (2, 12))[0] == 2
+    gram, null = _pattern_ions(rng, 8)
+    assert parallel_analysis_n_clusters(gram, null, (2, 5))[0] == 5  # clipped to the range
     with pytest.raises(ValueError, match="only 4 ion images"):
-        eigengap_n_clusters(x[:4], workflow_settings("cluster", auto_range=(5, 12)))
+        parallel_analysis_n_clusters(gram[:4, :4], null[:4, :4], (5, 12))

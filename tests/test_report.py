@@ -282,8 +282,10 @@ def fake_results(root, *, annotated: bool = True) -> dict:
         "epoch\tloss\tconfident_share\n1\t1.2\t0.6\n2\t0.9\t0.65\n"
     )
     (out / "benchmarks" / "convert.tsv").write_text("s\th:m:s\tmax_rss\n1.25\t0:00:01\t120\n")
-    eigenvalues = [0.0, 0.0, 0.0, 0.4, 0.5, 0.6, 0.7]  # 3 groups, 4 clusters asked: as given
-    write_n_clusters(out / "n_clusters.json", 4, "eigengap" if annotated else "given", eigenvalues)
+    eigenvalues = [9.0, 5.0, 3.0, 2.0, 1.1, 1.0, 0.9]  # 4 patterns above the null
+    null = [1.9, 1.7, 1.6, 1.5, 1.4, 1.3, 1.2]
+    chosen_by = "parallel_analysis" if annotated else "given"
+    write_n_clusters(out / "n_clusters.json", 4, chosen_by, eigenvalues, null)
     return {
         "spectra": out / "spectra.h5",
         "images": out / "ion_images.h5",
@@ -353,7 +355,7 @@ def test_report_is_self_contained(tmp_path, monkeypatch, annotated):
     files = sorted(p.name for p in paths["cluster_means"].iterdir())
     assert files == ["cluster_00.png", "cluster_01.png", "cluster_02.png"]
     assert "Empty clusters: 3" in text
-    # how the number of clusters came: the eigengap plot, or "as given"
+    # how the number of clusters came: the parallel-analysis plot, or "as given"
     assert ("<b>n_clusters: auto</b> chose <b>4</b>" in text) == annotated
     assert ("4 clusters, as given" in text) == (not annotated)
     # fewer non-empty clusters than requested never passes silently
@@ -487,3 +489,27 @@ def test_palette_thumbnails_follow_the_tile_colour_rule():
     assert tuple(rgb[0, 0]) == (0xD9, 0xD9, 0xD9)  # off tissue: the report's grey
     viridis_top = np.round(np.array(rp.colormaps["viridis"](1.0)[:3]) * 255)
     np.testing.assert_array_equal(rgb[2, 3], viridis_top)  # 1.0: the top of viridis
+
+
+def test_colocalization_table_is_checked_against_the_ion_images(tmp_path):
+    """A pair whose m/z is no ion image's (a table of an earlier run) or a missing score
+    column stops with one line naming the file and the row, instead of pairs left out."""
+    from msicoloc import InputError
+    from msicoloc.report_data import read_colocalization
+
+    mz = np.array([300.1, 200.2, 400.123456])
+    path = tmp_path / "colocalization.tsv"
+    good = (
+        "mz\tneighbour_mz\tlearned\tmetaspace\n"
+        "200.2\t400.123456\t0.9\t0.5\n400.123456\t300.1\t0.8\t0.1\n"
+    )
+    path.write_text(good)
+    table = read_colocalization(path, mz)
+    assert table.ion.tolist() == [1, 2] and table.neighbour.tolist() == [2, 0]
+    path.write_text(good + "300.1\t250.0\t0.7\t0.2\n")
+    with pytest.raises(InputError, match=r"row 4: neighbour_mz 250.0 is not the m/z of an ion"):
+        read_colocalization(path, mz)
+    path.write_text("mz\tneighbour_mz\tcosine\n200.2\t300.1\t0.9\n")
+    with pytest.raises(InputError, match="no column learned, metaspace") as err:
+        read_colocalization(path, mz)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)

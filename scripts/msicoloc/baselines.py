@@ -266,9 +266,18 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 #: Gram matrices :func:`classical_grams` computes; "blurred" is the isotope test's.
-GRAMS = ("pixel_cosine", "pearson", "pearson_smooth", "spearman", "metaspace", "pca", "blurred")
+GRAMS = (
+    "pixel_cosine",
+    "pearson",
+    "pearson_smooth",
+    "spearman",
+    "metaspace",
+    "pca",
+    "blurred",
+    "pearson_smooth_null",
+)
 #: Of those with their own sums, the ones whose vectors are centred (Pearson correlations).
-CENTRED = {"pearson_smooth", "blurred"}
+CENTRED = {"pearson_smooth", "blurred", "pearson_smooth_null"}
 
 
 def classical_grams(
@@ -277,6 +286,7 @@ def classical_grams(
     *,
     smooth_sigma: float,
     blur_sigma: float | None = None,
+    null_seed: int | None = None,
     workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """Gram matrices (n x n, float64) of the classical methods' vectors, for every ion image
@@ -291,7 +301,11 @@ def classical_grams(
     are centred Gram matrices (their cosines: Pearson correlations), "pca" is the correlation
     matrix itself, "blurred" is that of the images after a plain Gaussian blur of
     ``blur_sigma`` pixels (:func:`msicoloc.metrics.image_correlation`); ``smooth_sigma`` is
-    pearson_smooth's on-tissue blur; ``workers`` threads rank the images for Spearman.
+    pearson_smooth's on-tissue blur; "pearson_smooth_null" is pearson_smooth's of the images
+    with every pixel's deviation from the image mean given a random sign (seeded by
+    ``null_seed``): images with the same values and noise, but nothing co-localized, the null
+    of :func:`msicoloc.cluster.parallel_analysis_n_clusters`; ``workers`` threads rank the
+    images for Spearman.
     """
     from msicoloc import images as im  # read at call time: the bound is one setting
 
@@ -300,6 +314,8 @@ def classical_grams(
         raise ValueError(f"unknown classical Gram {sorted(unknown)}; known: {GRAMS}")
     if "blurred" in names and blur_sigma is None:
         raise ValueError("the blurred Gram needs blur_sigma")
+    if "pearson_smooth_null" in names and null_seed is None:
+        raise ValueError("the null Gram needs null_seed")
     raw = bool(names & {"pixel_cosine", "pearson", "pca"})
     halo = max(_gauss_radius(smooth_sigma), _gauss_radius(blur_sigma or 0), 1)
     with h5py.File(path, "r") as f:
@@ -336,6 +352,13 @@ def classical_grams(
                     smooth = smooth_on_tissue(band, m, smooth_sigma)
                     acc["pearson_smooth"].add(smooth[:, inner][:, tissue], shift)
                     del smooth
+                if "pearson_smooth_null" in acc:
+                    flipped = (band - shift.astype(np.float32)[:, None, None]) * random_signs(
+                        null_seed, a, b, n, w
+                    )
+                    smooth = smooth_on_tissue(flipped, m, smooth_sigma)
+                    acc["pearson_smooth_null"].add(smooth[:, inner][:, tissue])
+                    del flipped, smooth
                 if "blurred" in acc:
                     blur = ndimage.gaussian_filter(band, (0, blur_sigma, blur_sigma))
                     acc["blurred"].add(blur[:, inner][:, tissue], shift)
@@ -355,6 +378,18 @@ def classical_grams(
     if "blurred" in grams:
         grams["blurred"] = _correlation(grams["blurred"])
     return {name: grams[name] for name in names}
+
+
+def random_signs(seed: int, r0: int, r1: int, n: int, w: int) -> np.ndarray:
+    """Random signs (float32, n x (r1 - r0) x w) for rows ``r0..r1`` of ``n`` images of
+    width ``w``; each row has its own generator, so a row gets the same signs whichever band
+    of :func:`classical_grams` (or its halo) reads it."""
+    rows = [
+        np.random.default_rng([seed, r]).integers(0, 2, (n, w), dtype=np.int8)
+        for r in range(r0, r1)
+    ]
+    signs = np.stack(rows, axis=1) if rows else np.zeros((n, 0, w), dtype=np.int8)
+    return (2 * signs - 1).astype(np.float32)
 
 
 class _RowStream:
@@ -443,6 +478,7 @@ def representations_from_file(
     random_state: int,
     *,
     blur_sigma: float | None = None,
+    null_seed: int | None = None,
     workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """:func:`representation` of every named method for the ion images of an ion_images.h5,

@@ -233,36 +233,51 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return new[np.searchsorted(values, labels)]
 
 
-def eigengap_n_clusters(features: np.ndarray, settings: ClusterSettings) -> tuple[int, np.ndarray]:
-    """The number of clusters the data suggest: the largest eigengap of the kNN graph.
+def parallel_analysis_n_clusters(
+    gram: np.ndarray, null_gram: np.ndarray, auto_range: tuple[int, int]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """The number of clusters the data suggest: the number of spatial patterns that stand
+    above noise (Horn's parallel analysis, 1965).
 
-    The graph is the one spectral clustering partitions (``settings.n_neighbors``,
-    ``settings.affinity``); for K well-separated groups of ions its normalised Laplacian has
-    K eigenvalues near 0 and a gap after them. K is taken where the gap
-    ``lambda[K] - lambda[K - 1]`` (ascending eigenvalues, from 0) is largest within
-    ``settings.auto_range``, clipped to fewer than the number of ions.
+    ``gram`` is the centred Gram matrix of the ion images as the answer sees them (smoothed
+    Pearson), ``null_gram`` that of the same images with nothing co-localized (every pixel's
+    deviation given a random sign, :func:`msicoloc.baselines.classical_grams`), so with the
+    same noise, smoothing, number of pixels and ions. K groups of ions that share a spatial
+    pattern within a group give K eigenvalues of the correlation matrix above the null's
+    eigenvalues of the same rank (K - 1 where the patterns tile the tissue: centring removes
+    their sum); the rest lie among the null's. K is the number of leading eigenvalues above
+    the null's, clipped to ``auto_range`` and to fewer than the number of ions.
 
-    Returns K and the smallest ``auto_range[1] + 1`` eigenvalues (for the report's plot).
+    Unlike the eigengap of a kNN graph, this counts patterns that ions share however noisy
+    the ions are: measured on the quality suite, see ``bench/auto_k.py``.
+
+    Returns K, and the largest ``auto_range[1] + 1`` eigenvalues of the data and of the null
+    (descending; for the report's plot).
     """
-    from scipy.sparse.csgraph import laplacian
-
-    x = np.asarray(features, dtype=np.float64)
-    n = len(x)
-    lo, hi = settings.auto_range
+    n = len(gram)
+    lo, hi = auto_range
     hi = min(hi, n - 1)
     if hi < lo:
         raise ValueError(f"only {n} ion images: cannot choose between {lo} and {hi} clusters")
-    n_neighbors = check_cluster_args(n, lo, settings.n_neighbors)
-    graph = knn_graph(x, n_neighbors, affinity=settings.affinity)
-    # dense: a few thousand ion images take seconds; the whole spectrum is exact
-    values = np.linalg.eigvalsh(laplacian(graph, normed=True).toarray())[: hi + 1]
-    ks = np.arange(lo, hi + 1)
-    gaps = values[ks] - values[ks - 1]
-    return int(ks[np.argmax(gaps)]), values
+    values = np.linalg.eigvalsh(_cosines(gram))[::-1][: hi + 1]
+    null = np.linalg.eigvalsh(_cosines(null_gram))[::-1][: hi + 1]
+    above = values > null
+    found = len(above) if above.all() else int(np.argmin(above))
+    return int(np.clip(found, lo, hi)), values, null
 
 
-def write_n_clusters(path, n_clusters: int, chosen_by: str, eigenvalues=None) -> None:
-    """Write n_clusters.json: the number of clusters every method uses, and how it came."""
+def _cosines(gram: np.ndarray) -> np.ndarray:
+    """The cosines of the vectors of a Gram matrix (0 for a vector of length 0)."""
+    d = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    d = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+    return gram * d[:, None] * d[None, :]
+
+
+def write_n_clusters(
+    path, n_clusters: int, chosen_by: str, eigenvalues=None, null_eigenvalues=None
+) -> None:
+    """Write n_clusters.json: the number of clusters every method uses, and how it came
+    (with the eigenvalues of the data and of the null it was chosen from)."""
     import json
 
     from msicoloc.step import atomic_output
@@ -270,6 +285,8 @@ def write_n_clusters(path, n_clusters: int, chosen_by: str, eigenvalues=None) ->
     record = {"n_clusters": int(n_clusters), "chosen_by": chosen_by}
     if eigenvalues is not None:
         record["eigenvalues"] = [round(float(v), 6) for v in eigenvalues]
+    if null_eigenvalues is not None:
+        record["null_eigenvalues"] = [round(float(v), 6) for v in null_eigenvalues]
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
 

@@ -440,23 +440,29 @@ def _scatter_groups(ax, xy: np.ndarray, groups: Mapping, title: str) -> None:
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
-def eigengap_figure(values: np.ndarray, chosen: int) -> Figure:
-    """Ascending Laplacian eigenvalues with the gap after the ``chosen``-th marked."""
+def parallel_analysis_figure(values: np.ndarray, null: np.ndarray, chosen: int) -> Figure:
+    """Leading eigenvalues of the data's correlation matrix and of the null's, with the
+    ``chosen`` number of patterns above the null shaded."""
     fig = Figure(figsize=(5.2, 2.6), layout="constrained")
     ax = fig.subplots()
     index = np.arange(1, len(values) + 1)
-    ax.plot(index, values, "o-", color="C0", ms=3, lw=1)
-    ax.axvspan(chosen + 0.1, chosen + 0.9, color="C3", alpha=0.25, lw=0)
+    ax.plot(index, values, "o-", color="C0", ms=3, lw=1, label="ion images")
+    ax.plot(index[: len(null)], null, "s--", color="0.5", ms=3, lw=1, label="nothing co-localized")
+    ax.axvspan(0.5, chosen + 0.5, color="C3", alpha=0.12, lw=0)
     ax.annotate(
         f"K = {chosen}",
-        (chosen + 0.5, values[min(chosen, len(values) - 1)]),
-        xytext=(8, -14),
+        (chosen + 0.5, values[0]),
+        xytext=(-6, -4),
         textcoords="offset points",
         color="C3",
+        ha="right",
+        va="top",
     )
+    ax.set_yscale("log")
     ax.set_xlabel("eigenvalue number")
     ax.set_ylabel("eigenvalue")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
     return fig
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from msicoloc import InputError
 from msicoloc.cluster import read_clusters, read_n_clusters
 from msicoloc.embeddings import read_embeddings
 from msicoloc.images import ion_image_attrs, read_ion_images, read_mask
@@ -52,6 +53,34 @@ class Run:
     def figure_pixel_um(self) -> np.ndarray:
         """Pixel size of the small level that figures draw (blocks of pixels averaged)."""
         return self.pixel_size_um * int(self.image_attrs.get("small_factor", 1))
+
+
+COLOCALIZATION_COLUMNS = ("mz", "neighbour_mz", "learned", "metaspace")
+
+
+def read_colocalization(path: str | Path, mz: np.ndarray) -> pd.DataFrame:
+    """colocalization.tsv with each pair's ion indices (``ion``, ``neighbour``) into ``mz``,
+    the ion images' m/z; a missing column or an m/z that is not an ion image's (a table of an
+    earlier run) stops with one line naming the file and the row."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot read it ({err})") from None
+    if missing := [c for c in COLOCALIZATION_COLUMNS if c not in table]:
+        raise InputError(path, f"no column {', '.join(missing)}")
+    index = {round(float(m), 6): i for i, m in enumerate(mz)}  # tables keep 6 decimals
+    for column, key in (("mz", "ion"), ("neighbour_mz", "neighbour")):
+        values = pd.to_numeric(table[column], errors="coerce").round(6)
+        found = values.map(index)
+        if found.isna().any():
+            row = int(np.flatnonzero(found.isna())[0])
+            raise InputError(
+                path,
+                f"row {row + 2}: {column} {table[column].iloc[row]} is not the m/z of an ion "
+                "image (stale result of an earlier run?)",
+            )
+        table[key] = found.astype(int)
+    return table
 
 
 def dataset_parameters(

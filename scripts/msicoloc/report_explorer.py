@@ -53,16 +53,12 @@ def thumbnails(stack: np.ndarray, mask: np.ndarray, percentile: float) -> list[s
     return out
 
 
-def partners(coloc: pd.DataFrame, mz: np.ndarray) -> list[list[list[float]]]:
-    """Per ion, its partners from colocalization.tsv as [index, learned, METASPACE-style]."""
-    out: list[list[list[float]]] = [[] for _ in mz]
-    if coloc.empty or "learned" not in coloc:
-        return out
-    index = {round(float(m), 6): i for i, m in enumerate(mz)}
+def partners(coloc: pd.DataFrame, n_ions: int) -> list[list[list[float]]]:
+    """Per ion, its partners as [index, learned, METASPACE-style], from colocalization.tsv as
+    :func:`msicoloc.report_data.read_colocalization` reads it."""
+    out: list[list[list[float]]] = [[] for _ in range(n_ions)]
     for row in coloc.itertuples(index=False):
-        i, j = index.get(round(row.mz, 6)), index.get(round(row.neighbour_mz, 6))
-        if i is not None and j is not None:
-            out[i].append([j, round(float(row.learned), 4), round(float(row.metaspace), 4)])
+        out[row.ion].append([row.neighbour, round(row.learned, 4), round(row.metaspace, 4)])
     return out
 
 
@@ -92,7 +88,7 @@ def payload(
         "cluster": run.labels.astype(int).tolist(),
         "confidence": [None if not np.isfinite(c) else round(float(c), 3) for c in conf],
         "thumb": thumbnails(run.stack, run.mask, percentile),
-        "partners": partners(coloc, run.mz),
+        "partners": partners(coloc, n),
         "umap": None if xy is None else np.round(xy, 4).tolist(),
         "clusters": [
             {

@@ -92,18 +92,22 @@ def cluster_sections(
 
 
 def k_choice_block(k_choice: dict) -> str:
-    """How the number of clusters came about: given, or the eigengap plot with the choice."""
+    """How the number of clusters came about: given, or the parallel-analysis plot with the
+    choice."""
     k = k_choice.get("n_clusters")
-    if k_choice.get("chosen_by") != "eigengap":
+    if k_choice.get("chosen_by") != "parallel_analysis":
         return f'<p class="note">{k} clusters, as given (sample sheet or config).</p>'
-    png = rp.figure_png(rp.eigengap_figure(np.asarray(k_choice["eigenvalues"]), int(k)), dpi=100)
+    values, null = (np.asarray(k_choice[key]) for key in ("eigenvalues", "null_eigenvalues"))
+    png = rp.figure_png(rp.parallel_analysis_figure(values, null, int(k)), dpi=100)
     return rp.figure_block(
         png,
-        "eigenvalues of the kNN graph's Laplacian",
-        f"<b>n_clusters: auto</b> chose <b>{k}</b>: the largest gap between consecutive "
-        "eigenvalues of the normalised Laplacian of the kNN graph (smoothed Pearson), within "
-        "<code>cluster.auto_range</code>. K groups of ions that share no neighbours give K "
-        "eigenvalues near 0; set <code>n_clusters</code> in the sheet to override.",
+        "eigenvalues of the ion images' correlations against those of the null",
+        f"<b>n_clusters: auto</b> chose <b>{k}</b>: the number of leading eigenvalues of the "
+        "ion images' correlation matrix (smoothed Pearson) above the same images with nothing "
+        "co-localized (each pixel's deviation given a random sign), within "
+        "<code>cluster.auto_range</code>. Each spatial pattern that several ions share adds "
+        "one eigenvalue above the null; patterns too alike or too faint to stand out are "
+        "counted as one or not at all. Set <code>n_clusters</code> in the sheet to override.",
         width=520,
     )
 
