@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
+import sys
 from pathlib import Path
 
-from selenium import webdriver
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from browser import headless_chromium
 from selenium.webdriver.common.by import By
 
 VIEWS = {
@@ -30,22 +32,7 @@ VIEWS = {
 }
 
 
-def chromium(width: int = 1300, height: int = 1000) -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(arg)
-    options.binary_location = shutil.which("chromium")
-    return webdriver.Chrome(
-        options=options, service=webdriver.ChromeService(shutil.which("chromedriver"))
-    )
-
-
-def timed_view(driver: webdriver.Chrome, action: str) -> float:
+def timed_view(driver, action: str) -> float:
     """Milliseconds from the action to the next frame after the new view has been drawn."""
     script = (
         "const done = arguments[arguments.length - 1];"
@@ -72,7 +59,7 @@ def main() -> None:
     print(f"{args.report}: {len(text) / 1e6:.1f} MB, explorer data {data_mb:.1f} MB")
     loads, views = [], {name: [] for name in VIEWS}
     for repeat in range(args.repeats):
-        driver = chromium()  # a fresh browser: nothing cached
+        driver = headless_chromium()  # a fresh browser: nothing cached
         try:
             driver.get(args.report.resolve().as_uri())
             loads.append(

@@ -10,14 +10,15 @@ from msicoloc.settings import replace
 from msicoloc.spectra import LogGridAccumulator, SpectraFile, convert
 
 
-def centroid_histogram(true_mz, n_pixels=2000, share=None, seed=0, spread_ppm=3.0):
-    """Mean spectrum of centroided data: each pixel has each ion with jitter, plus noise."""
+def centroid_histogram(true_mz, n_pixels=2000, share=None, seed=0, spread_ppm=3.0, noise=60):
+    """Mean spectrum of centroided data: each pixel has each ion with jitter, plus ``noise``
+    noise centroids."""
     rng = np.random.default_rng(seed)
     share = np.ones(len(true_mz)) if share is None else np.asarray(share)
     here = rng.random((n_pixels, len(true_mz))) < share
     ions = np.broadcast_to(true_mz, here.shape)[here]
     ions = ions * (1 + rng.normal(0, spread_ppm, len(ions)) * 1e-6)
-    noise = rng.uniform(100, 1000, 60 * n_pixels)
+    noise = rng.uniform(100, 1000, noise * n_pixels)
     acc = LogGridAccumulator(bin_ppm=1.0)
     acc.add(
         np.concatenate([ions, noise]),
@@ -71,6 +72,27 @@ def test_range_and_top_n():
     assert np.allclose(table.mz, [300, 400, 500], atol=1e-3)
     table = pick(mz, inten, count, n, max_peaks=2)
     assert len(table) == 2 and table.mz.is_monotonic_increasing
+
+
+def test_without_noise_centroids_the_pixel_share_decides(caplog):
+    """A thresholded export has no noise centroids: every maximum of the mean spectrum is an
+    ion, so their spread says nothing about noise. All 40 ions shared by enough pixels are
+    found (the SNR unknown), the rare one is not, and the log says why."""
+    rng = np.random.default_rng(1)
+    true = np.sort(rng.uniform(150, 950, 40))
+    share = np.r_[rng.uniform(0.05, 1.0, 39), 0.004]  # the last: too few pixels
+    mz, inten, count, n = centroid_histogram(true, share=share, noise=0)
+    with caplog.at_level("WARNING"):
+        table = pick(mz, inten, count, n)
+    recall, precision = match(table.mz.to_numpy(), true[:-1], ppm=1.0)
+    assert recall == 1.0 and precision == 1.0
+    assert table.snr.isna().all()
+    assert "picked by pixel share alone" in caplog.text
+    # a few noise centroids suffice to measure the noise again: the same ions, with an SNR
+    mz, inten, count, n = centroid_histogram(true, share=share, noise=2)
+    table = pick(mz, inten, count, n)
+    assert match(table.mz.to_numpy(), true[:-1], ppm=1.0) == (1.0, 1.0)
+    assert (table.snr > 5).all()
 
 
 def test_snr_threshold_removes_everything_when_high():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import browser
 import h5py
 import numpy as np
 import pandas as pd
@@ -308,6 +309,22 @@ def test_changing_n_clusters_reruns_clustering_not_training(finished):
     assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
 
 
+def test_auto_n_clusters_counts_the_classes_and_reclusters(finished):
+    """n_clusters: auto in the sheet: choose_k counts the tiny set's 3 classes (within one),
+    records how, and the clustering steps rerun with it; training does not."""
+    sheet = finished / "sheet.tsv"
+    sheet.write_text(sheet.read_text().replace("tiny_ann.tsv\t3", "tiny_ann.tsv\tauto"))
+    res = snakemake(finished, "results/tiny/n_clusters.json", "--configfile", "test.yaml")
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = json.loads((finished / "results/tiny/n_clusters.json").read_text())
+    assert record["chosen_by"] == "parallel_analysis" and 2 <= record["n_clusters"] <= 4
+    assert record["eigenvalues"][0] > record["null_eigenvalues"][0]
+    res = snakemake(finished, "--configfile", "test.yaml", "--dry-run")
+    rules = {r for r, _ in scheduled(res.stdout)}
+    assert {"cluster", "answer", "evaluate", "report"} <= rules
+    assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
+
+
 def test_execution_settings_rerun_nothing(finished):
     """Memory bounds, inference batch and device change how, not what: nothing reruns."""
     (finished / "exec.yaml").write_text(
@@ -449,7 +466,7 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.mark.skipif(
-    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    not browser.available(),
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium-driver)",
 )
 def test_explorer_finds_an_ion_its_partners_and_its_cluster_in_chromium(demo_run, tmp_path):
@@ -457,20 +474,12 @@ def test_explorer_finds_an_ion_its_partners_and_its_cluster_in_chromium(demo_run
     click a partner, open a cluster; check what each view shows, screenshot it, and check that
     the page fetched nothing but itself and its inline images."""
     from PIL import Image
-    from selenium import webdriver
     from selenium.webdriver.common.by import By
 
     out = demo_run / "results" / "demo"
     clusters = pd.read_csv(out / "clusters.tsv", sep="\t", keep_default_na=False)
     coloc = pd.read_csv(out / "colocalization.tsv", sep="\t", keep_default_na=False)
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1300,1000"):
-        options.add_argument(arg)
-    options.binary_location = shutil.which("chromium")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(
-        options=options, service=webdriver.ChromeService(shutil.which("chromedriver"))
-    )
+    driver = browser.headless_chromium(1300, 1000, log=True)
     shots = {}
 
     def view():

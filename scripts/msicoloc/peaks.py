@@ -8,11 +8,17 @@ it stands ``snr`` robust noise units above the local noise (median and MAD of th
 nearby), is present in at least ``min_pixel_share`` of the pixels, and is the highest within
 ``min_separation_ppm``. Its m/z is the intensity-weighted centroid of the unsmoothed
 spectrum around the maximum.
+
+In centroided data the noise is measured on the maxima that too few pixels share to be an
+ion (or only one pixel has). Data without noise centroids (a vendor export thresholded
+before centroiding) have no such maxima: every maximum is an ion, their spread is no noise,
+and the pixel share alone decides (the peaks' SNR is then unknown, NaN).
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,9 @@ from msicoloc import InputError
 from msicoloc.settings import PeakSettings
 
 PEAK_COLUMNS = ["mz", "intensity", "snr", "pixel_share"]
+MIN_NOISE_MAXIMA = 5  # fewer maxima tell nothing about the noise
+
+log = logging.getLogger(__name__)
 
 
 def ppm_step(mz: np.ndarray) -> np.ndarray:
@@ -148,10 +157,26 @@ def pick_peaks(
         # Coarse profile data: peaks are dense and most local maxima are real, so the noise
         # comes from the valleys between them (baseline and its scatter) instead.
         reference = local_maxima(sm.max() - sm)
-    base, noise = local_noise(mz[reference], sm[reference], mz[cand], settings.noise_window_mz)
-    cand_snr = (sm[cand] - base) / noise
-    keep = cand_snr >= snr
-    cand, cand_snr = cand[keep], cand_snr[keep]
+    elif kind == "ppm_grid":
+        # Centroids: noise maxima are those too few pixels share to be an ion (and, in a
+        # small data set where one pixel is already enough, those of a single pixel)
+        _, support = window_stats(mz, intensity, pixel_count, all_max, window_ppm, kind)
+        reference = all_max[support < max(min_pixel_share * n_pixels, 2)]
+    if kind == "ppm_grid" and len(reference) < MIN_NOISE_MAXIMA:
+        log.warning(
+            "no noise to measure: %d of %d maxima of the mean spectrum are shared by fewer than"
+            " %.1f%% of pixels or by one (no noise centroids?); peaks are picked by pixel share"
+            " alone",
+            len(reference),
+            len(all_max),
+            100 * min_pixel_share,
+        )
+        cand_snr = np.full(len(cand), np.nan)
+    else:
+        base, noise = local_noise(mz[reference], sm[reference], mz[cand], settings.noise_window_mz)
+        cand_snr = (sm[cand] - base) / noise
+        keep = cand_snr >= snr
+        cand, cand_snr = cand[keep], cand_snr[keep]
 
     centroid, share = window_stats(mz, intensity, pixel_count, cand, window_ppm, kind)
     share = share / n_pixels
