@@ -334,7 +334,16 @@ def test_report_is_self_contained(tmp_path, monkeypatch, annotated):
         "<script>",
     ]
     srcs = re.findall(r"<img[^>]*\ssrc=\"([^\"]*)\"", text)
-    assert len(srcs) == len(re.findall(r"<img", text)) >= 1 + 3 + 3 + 1 + 1  # all <img> seen
+    assert len(srcs) == len(re.findall(r"<img", text)) >= 1 + 3 + 1 + 1  # all <img> seen
+    # member grids name their ions, most confident first, for the script to draw from the
+    # explorer's thumbnails (each image is in the file once)
+    clusters = pd.read_csv(paths["clusters"], sep="\t")
+    grids = re.findall(r'<div class="ex-grid" data-members="([^"]*)"></div>', text)
+    assert len(grids) == 3
+    for k, grid in enumerate(grids):
+        members = np.flatnonzero(clusters.cluster == k)
+        members = members[np.argsort(-clusters.confidence[members].to_numpy(), kind="stable")]
+        assert [int(i) for i in grid.split()] == members[:3].tolist()
     for src in srcs:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, workflow_settings
 
 from msicoloc.evaluate import METHODS
 from msicoloc.models import installed_imagenet_weights
@@ -580,6 +580,15 @@ def test_explorer_finds_an_ion_its_partners_and_its_cluster_in_chromium(demo_run
         assert view() == "ion/5"
         click(driver.find_element(By.CSS_SELECTOR, f".ex-tile[data-cluster='{k}']"))
         assert view() == f"cluster/{k}"
+        # the cluster section's member grids are drawn from the same thumbnails and lead to
+        # the explorer too
+        grid = driver.find_elements(By.CSS_SELECTOR, f"#cluster-{k} + .ex-grid figure")
+        assert len(grid) == min(len(members), workflow_settings("report").max_thumbnails)
+        first = int(grid[0].get_attribute("data-ion"))  # the most confident member
+        assert clusters.cluster[first] == k
+        assert clusters.confidence[first] == members.confidence.max()
+        click(grid[0])
+        assert view() == f"ion/{first}"
         # a name search lists the named ions
         search.clear()
         search.send_keys("lipid")

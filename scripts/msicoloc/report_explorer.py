@@ -237,6 +237,16 @@ SCRIPT = r"""
       body.appendChild(tr);
     }
   }
+  function memberFigure(i) {  // an ion's thumbnail with m/z, confidence and name
+    const fig = document.createElement("figure");
+    fig.dataset.ion = i;
+    fig.appendChild(img(D.thumb[i], "m/z " + D.mz[i].toFixed(4)));
+    const cap = document.createElement("figcaption");
+    cap.textContent = D.mz[i].toFixed(4) + " · " + fmt(D.confidence[i], 2) +
+      (D.name[i] ? " · " + D.name[i] : "");
+    fig.appendChild(cap);
+    return fig;
+  }
   function clusterView(k) {
     const v = $("ex-view"), members = [...Array(n).keys()].filter((i) => D.cluster[i] === k);
     const conf = members.map((i) => D.confidence[i]).filter((x) => x !== null);
@@ -259,16 +269,7 @@ SCRIPT = r"""
         (a, b) => (D.confidence[b] ?? -1) - (D.confidence[a] ?? -1));
       const grid = $("ex-members");
       grid.textContent = "";
-      for (const i of shown) {
-        const fig = document.createElement("figure");
-        fig.dataset.ion = i;
-        fig.appendChild(img(D.thumb[i], "m/z " + D.mz[i].toFixed(4)));
-        const cap = document.createElement("figcaption");
-        cap.textContent = D.mz[i].toFixed(4) + " · " + fmt(D.confidence[i], 2) +
-          (D.name[i] ? " · " + D.name[i] : "");
-        fig.appendChild(cap);
-        grid.appendChild(fig);
-      }
+      for (const i of shown) grid.appendChild(memberFigure(i));
       $("ex-count").textContent = shown.length + " of " + members.length + " shown";
     };
     $("ex-filter").addEventListener("input", draw);
@@ -367,6 +368,22 @@ SCRIPT = r"""
   window.addEventListener("hashchange", () => {
     if (location.hash.startsWith("#explore/")) route();
   });
+  // the cluster section's member grids (below this script: drawn once the page is parsed)
+  // show the same thumbnails, so the file holds each image once
+  function drawMemberGrids() {
+    for (const grid of document.querySelectorAll("[data-members]")) {
+      for (const i of grid.dataset.members.split(" ").filter(Boolean)) {
+        grid.appendChild(memberFigure(Number(i)));
+      }
+      grid.addEventListener("click", (e) => {
+        const t = e.target.closest("[data-ion]");
+        if (!t) return;
+        show("ion", t.dataset.ion);
+        $("explore").scrollIntoView();
+      });
+    }
+  }
+  document.addEventListener("DOMContentLoaded", drawMemberGrids);
   drawOverview();
   route();
 })();

@@ -73,7 +73,7 @@ def cluster_sections(
     empty = [str(k) for k in range(run.n_clusters) if sizes[k] == 0]
     note = f'<p class="note">Empty clusters: {", ".join(empty)}.</p>' if empty else ""
     members = [
-        member_block(run, k, colours[k], percentile, max_thumbnails)
+        member_block(run, k, colours[k], max_thumbnails)
         for k in range(run.n_clusters)
         if sizes[k] > 0
     ]
@@ -84,9 +84,8 @@ def cluster_sections(
         f'click a tile for its member ion images.</p><p class="note">{rule}</p>'
         f'<div class="grid">{"".join(cards)}</div>{note}'
         "<h3>Member ion images</h3>"
-        f'<p class="note">Thumbnails on the same colour rule (colour bar: fraction of each '
-        f"tile's {percentile:g}th percentile), labelled by m/z, most confident first;"
-        " the scale bar right of each grid gives the tiles' size.</p>" + "".join(members)
+        f'<p class="note">Thumbnails on the same colour rule, labelled by m/z, confidence '
+        "(and name), most confident first; click one to explore it.</p>" + "".join(members)
     )
     return pngs, html
 
@@ -112,27 +111,21 @@ def k_choice_block(k_choice: dict) -> str:
     )
 
 
-def member_block(run: Run, k: int, colour: str, percentile: float, max_thumbnails: int) -> str:
-    """Heading and thumbnails of one cluster's members; the ones left out listed by m/z."""
+def member_block(run: Run, k: int, colour: str, max_thumbnails: int) -> str:
+    """Heading and member grid of one cluster (drawn by the explorer's script from its
+    thumbnails, most confident first); the members left out listed by m/z."""
     idx = np.flatnonzero(run.labels == k)
     if "confidence" in run.clusters:
         conf = run.clusters["confidence"].to_numpy(float)[idx]
         idx = idx[np.argsort(-conf, kind="stable")]
     shown, rest = idx[:max_thumbnails], idx[max_thumbnails:]
-    fig = rp.thumbnail_figure(
-        run.stack[shown],
-        run.mz[shown],
-        run.mask,
-        percentile=percentile,
-        pixel_size_um=run.figure_pixel_um,
-    )
     extra = ""
     if len(rest):
         listed = ", ".join(f"{m:.4f}" for m in np.sort(run.mz[rest]))
         extra = f'<p class="note">Not shown ({len(rest)}): m/z {listed}.</p>'
     return (
         f'<h3 id="cluster-{k}">{_swatch(colour)}Cluster {k}: {len(idx)} ion images</h3>'
-        f"{rp.img_tag(rp.figure_png(fig), f'cluster {k} member ion images')}{extra}"
+        f'<div class="ex-grid" data-members="{" ".join(map(str, shown))}"></div>{extra}'
     )
 
 
