@@ -170,6 +170,32 @@ def test_disconnected_graph_still_gives_k_nonempty_clusters():
         assert np.bincount(labels, minlength=15).min() > 0, solver
 
 
+def test_solver_warnings_are_logged_once_in_one_line(caplog, monkeypatch):
+    """lobpcg warns in a dozen lines, again at every restart: the step's log gets the first
+    line of each warning, once."""
+    import warnings
+
+    from msicoloc import cluster
+
+    class Noisy(cluster.SpectralClustering):
+        def fit_predict(self, graph):
+            for _ in range(3):
+                warnings.warn(
+                    "Exited at iteration 20 with accuracies \n[1e-10]\nnot reaching", stacklevel=1
+                )
+                warnings.warn("Graph is not fully connected", stacklevel=1)
+            return super().fit_predict(graph)
+
+    monkeypatch.setattr(cluster, "SpectralClustering", Noisy)
+    x, _ = blobs()
+    with caplog.at_level(logging.INFO, logger="msicoloc.cluster"):
+        spectral(x, 4)
+    lines = [r.getMessage() for r in caplog.records if "spectral clustering" in r.getMessage()]
+    assert lines.count("spectral clustering: Exited at iteration 20 with accuracies") == 1
+    assert lines.count("spectral clustering: Graph is not fully connected") == 1
+    assert len(lines) == len(set(lines))
+
+
 def _pattern_ions(rng, k: int, n_ions: int = 120, pixels: int = 900, noise: float = 1.0):
     """The centred Gram matrix of ion vectors (each a random scale of one of ``k`` random
     patterns plus pixel noise), and that of the same ions with signs flipped at random."""

@@ -163,9 +163,11 @@ def knn_spectral_clustering(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         labels = model.fit_predict(graph)
-    for w in caught:
-        # "Graph is not fully connected" is expected for very distinct groups of ions.
-        log.info("spectral clustering: %s", w.message)
+    # expected and harmless: "Graph is not fully connected" for very distinct groups of ions,
+    # and lobpcg stopping just short of its tolerance (the embedding only feeds k-means); their
+    # first lines, once each, keep the step's log readable (lobpcg's run to 12 lines each)
+    for first_line in dict.fromkeys(str(w.message).strip().split("\n")[0].strip() for w in caught):
+        log.info("spectral clustering: %s", first_line)
     return fill_empty_clusters(x, labels, n_clusters, random_state)
 
 
