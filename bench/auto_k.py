@@ -31,7 +31,7 @@ import quality  # noqa: E402
 from conftest import workflow_settings  # noqa: E402
 from sklearn.metrics import adjusted_rand_score  # noqa: E402
 
-from msicoloc.baselines import classical_grams, gram_features  # noqa: E402
+from msicoloc.baselines import classical_grams, correlation_from_gram, gram_features  # noqa: E402
 from msicoloc.cluster import (  # noqa: E402
     knn_graph,
     knn_spectral_clustering,
@@ -94,7 +94,9 @@ def main() -> None:
             null_seed=0,
         )
         pa, _, _ = parallel_analysis_n_clusters(
-            grams["pearson_smooth"], grams["pearson_smooth_null"], cluster.auto_range
+            correlation_from_gram(grams["pearson_smooth"]),
+            correlation_from_gram(grams["pearson_smooth_null"]),
+            cluster.auto_range,
         )
         gap = eigengap_k(grams["pearson_smooth"], cluster)
         row = {"dataset": name, "true_k": true_k, "parallel_analysis": pa, "eigengap": gap}

@@ -6,7 +6,7 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from msicoloc import InputError
-from msicoloc.baselines import classical_grams
+from msicoloc.baselines import classical_grams, correlation_from_gram
 from msicoloc.cluster import parallel_analysis_n_clusters, write_n_clusters
 from msicoloc.images import read_ion_mz
 from msicoloc.settings import ClusterSettings, CompareSettings
@@ -41,7 +41,9 @@ def main(
         )
         try:
             k, values, null = parallel_analysis_n_clusters(
-                grams["pearson_smooth"], grams["pearson_smooth_null"], cluster.auto_range
+                correlation_from_gram(grams["pearson_smooth"]),
+                correlation_from_gram(grams["pearson_smooth_null"]),
+                cluster.auto_range,
             )
         except ValueError as err:
             raise InputError(images, str(err)) from None

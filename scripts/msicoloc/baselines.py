@@ -374,9 +374,9 @@ def classical_grams(
     if raw:
         grams["pixel_cosine"] = acc["raw"].gram()
         grams["pearson"] = acc["raw"].gram(centred=True)
-        grams["pca"] = _correlation(grams["pearson"])
+        grams["pca"] = correlation_from_gram(grams["pearson"])
     if "blurred" in grams:
-        grams["blurred"] = _correlation(grams["blurred"])
+        grams["blurred"] = correlation_from_gram(grams["blurred"])
     return {name: grams[name] for name in names}
 
 
@@ -465,7 +465,9 @@ def _whole_image_pass(images, mask: np.ndarray, ranks, workers: int, max_bytes: 
     return medians
 
 
-def _correlation(gram: np.ndarray) -> np.ndarray:
+def correlation_from_gram(gram: np.ndarray) -> np.ndarray:
+    """The cosines of the vectors of a Gram matrix (for a centred Gram: their correlations;
+    0 for a vector of length 0)."""
     d = np.sqrt(np.maximum(np.diag(gram), 0.0))
     d = np.where(d > 0, d, np.inf)
     return gram / d[:, None] / d[None, :]

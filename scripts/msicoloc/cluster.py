@@ -236,15 +236,16 @@ def relabel_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def parallel_analysis_n_clusters(
-    gram: np.ndarray, null_gram: np.ndarray, auto_range: tuple[int, int]
+    correlation: np.ndarray, null_correlation: np.ndarray, auto_range: tuple[int, int]
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """The number of clusters the data suggest: the number of spatial patterns that stand
     above noise (Horn's parallel analysis, 1965).
 
-    ``gram`` is the centred Gram matrix of the ion images as the answer sees them (smoothed
-    Pearson), ``null_gram`` that of the same images with nothing co-localized (every pixel's
-    deviation given a random sign, :func:`msicoloc.baselines.classical_grams`), so with the
-    same noise, smoothing, number of pixels and ions. K groups of ions that share a spatial
+    ``correlation`` is the correlation matrix of the ion images as the answer sees them
+    (smoothed Pearson), ``null_correlation`` that of the same images with nothing
+    co-localized (every pixel's deviation given a random sign,
+    :func:`msicoloc.baselines.classical_grams`), so with the same noise, smoothing, number of
+    pixels and ions. K groups of ions that share a spatial
     pattern within a group give K eigenvalues of the correlation matrix above the null's
     eigenvalues of the same rank (K - 1 where the patterns tile the tissue: centring removes
     their sum); the rest lie among the null's. K is the number of leading eigenvalues above
@@ -256,23 +257,16 @@ def parallel_analysis_n_clusters(
     Returns K, and the largest ``auto_range[1] + 1`` eigenvalues of the data and of the null
     (descending; for the report's plot).
     """
-    n = len(gram)
+    n = len(correlation)
     lo, hi = auto_range
     hi = min(hi, n - 1)
     if hi < lo:
         raise ValueError(f"only {n} ion images: cannot choose between {lo} and {hi} clusters")
-    values = np.linalg.eigvalsh(_cosines(gram))[::-1][: hi + 1]
-    null = np.linalg.eigvalsh(_cosines(null_gram))[::-1][: hi + 1]
+    values = np.linalg.eigvalsh(correlation)[::-1][: hi + 1]
+    null = np.linalg.eigvalsh(null_correlation)[::-1][: hi + 1]
     above = values > null
     found = len(above) if above.all() else int(np.argmin(above))
     return int(np.clip(found, lo, hi)), values, null
-
-
-def _cosines(gram: np.ndarray) -> np.ndarray:
-    """The cosines of the vectors of a Gram matrix (0 for a vector of length 0)."""
-    d = np.sqrt(np.maximum(np.diag(gram), 0.0))
-    d = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
-    return gram * d[:, None] * d[None, :]
 
 
 def write_n_clusters(
