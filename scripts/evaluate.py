@@ -68,7 +68,8 @@ def main(
         classical, blurred = ev.classical_features(images, compare, seed=seed, workers=threads)
         kept: dict = {}
         labels = ev.cluster_all(classical, feats, given, cluster, seed=seed, keep=kept)
-        stable = ev.stability(feats["features"], labels["simclr_sc"], cluster, seed)
+        source, answer_features = ev.answer_representation(answer.method, classical, feats)
+        stable = ev.stability(answer_features, labels[source], cluster, seed)
     iso = ev.isotope_pairs(mz, blurred, settings)
     truth, n_rows = (None, 0)
     if annotations:
@@ -81,7 +82,9 @@ def main(
         "n_clusters": int(cluster.n_clusters),
         "n_annotation_rows": n_rows,
     }
-    report = ev.metrics_report(counts, labels, rows, iso, truth, feats, stable, answer.method)
+    report = ev.metrics_report(
+        counts, labels, rows, iso, truth, answer_features, stable, answer.method
+    )
     scores = ev.pair_scores(feats["features"], kept["metaspace_sc"])
     coloc = ev.colocalization_table(mz, scores, answer_table, settings.top_n)
     table = ev.methods_table(mz, labels, truth)

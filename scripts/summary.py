@@ -44,15 +44,16 @@ def main(summary: Path, *, datasets: list[str]) -> None:
     rows = [summary_row(name, root) for name in datasets]
     body = (
         "<h1>MSI co-localization: all data sets</h1>"
-        f'<p class="sub">{len(rows)} data set{"s" * (len(rows) != 1)}; scores of the final '
-        "method (SimCLR + spectral clustering + self-labeling). Click a data set for its full "
-        "report.</p>"
+        f'<p class="sub">{len(rows)} data set{"s" * (len(rows) != 1)}; scores of the answer '
+        "(clusters.tsv: the method <code>answer.method</code> names). Click a data set for its "
+        "full report.</p>"
         + rp.html_table(COLUMNS, rows, numeric=[False] + [True] * (len(COLUMNS) - 1))
         + '<p class="note">Hungarian accuracy and ARI compare the clusters with the known '
         "classes and are shown only for data sets with annotations (–: none). Isotopic recall: "
         "share of isotope pairs whose two ion images share a cluster. Silhouette: cosine "
-        "silhouette of the final clusters in the learned feature space. Stability: ARI between "
-        "the spectral clusterings with the seed and with seed + 1.</p>"
+        "silhouette of the answer's clusters in the representation they were made from. "
+        "Stability: ARI between the spectral clusterings the answer comes from, with the seed "
+        "and with seed + 1.</p>"
         f"<footer>Generated {time.strftime('%Y-%m-%d %H:%M')} by the summary step of the "
         f'msi-coloc workflow. Method after <a href="{rp.PAPER_URL}">{rp.esc(rp.PAPER)}</a>.'
         "</footer>"

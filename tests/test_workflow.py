@@ -127,6 +127,16 @@ def test_learning_outputs(tiny_run):
     assert metrics["agreement_ari"]["pearson_smooth_sc"] == 1.0
     for row in metrics["methods"].values():
         assert 0 <= row["hungarian_accuracy"] <= 1
+    # silhouette and stability are the answer's, in the representation it was made from
+    from sklearn.metrics import silhouette_score
+
+    from msicoloc.baselines import representation_from_file
+
+    compare = workflow_settings("compare")
+    features = representation_from_file("pearson_smooth", out / "ion_images.h5", compare, 0)
+    want = silhouette_score(features, clusters.cluster, metric="cosine")
+    assert metrics["silhouette"] == pytest.approx(want, abs=1e-6)
+    assert 0 <= metrics["stability_ari"] <= 1
 
 
 def test_same_seed_gives_identical_clusters(tiny_run):

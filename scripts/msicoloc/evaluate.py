@@ -216,6 +216,16 @@ def silhouette(features: np.ndarray, labels: np.ndarray) -> float:
     return float(silhouette_score(features, labels, metric="cosine"))
 
 
+def answer_representation(
+    answer_method: str, classical: dict[str, np.ndarray], embeddings: dict[str, np.ndarray]
+) -> tuple[str, np.ndarray]:
+    """The spectral clustering the answer comes from (its method key) and its features:
+    smoothed Pearson's, or the learned features whose clusters self-labeling starts from."""
+    if answer_method == "pearson_smooth":
+        return "pearson_smooth_sc", classical["pearson_smooth_sc"]
+    return "simclr_sc", embeddings["features"]
+
+
 def stability(features: np.ndarray, labels: np.ndarray, cluster: ClusterSettings, seed: int):
     """ARI between ``labels`` and a clustering of the same features with the next seed."""
     again = knn_spectral_clustering(features, cluster, random_state=seed + 1)
@@ -385,12 +395,13 @@ def metrics_report(
     rows: dict[str, dict],
     isotopes: pd.DataFrame,
     truth: np.ndarray | None,
-    features: dict[str, np.ndarray],
+    answer_features: np.ndarray,
     stability_ari: float,
     answer_method: str,
 ) -> dict:
     """metrics.json: ``counts`` (data set, ions, pixels, clusters, annotation rows), then the
-    comparison of every method; each method's scores are also logged."""
+    comparison of every method; each method's scores are also logged. The silhouette is the
+    answer's, in ``answer_features`` (:func:`answer_representation`), as is the stability."""
     for name, row in rows.items():
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float))
         log.info("%-32s %s", METHODS[name], shown)
@@ -400,7 +411,7 @@ def metrics_report(
         "n_isotope_pairs": len(isotopes),
         "n_annotated": int(sum(t is not None for t in truth)) if truth is not None else 0,
         "n_annotation_rows": n_rows,
-        "silhouette": silhouette(features["features"], labels["simclr_selflabel"]),
+        "silhouette": silhouette(answer_features, labels["answer"]),
         "answer_method": ANSWER_SOURCE[answer_method],
         "agreement_ari": agreement(labels),
         "stability_ari": stability_ari,

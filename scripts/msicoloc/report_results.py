@@ -237,11 +237,10 @@ def metrics_section(run: Run) -> str:
             f"{m.get('n_clusters')} requested: {', '.join(short)} (see the evaluate log)."
         )
     extra = {
-        "silhouette (self-labeled clusters)": f"{silhouette} — cosine silhouette of the "
-        "self-labeled clusters "
-        "in the learned feature space (−1…1, higher = tighter)",
-        "stability (SimCLR + SC)": f"{stability} — ARI between the spectral clustering with "
-        "the run's seed and with seed + 1 (1 = identical)",
+        "silhouette (the answer)": f"{silhouette} — cosine silhouette of the answer's "
+        "clusters in the representation they were made from (−1…1, higher = tighter)",
+        "stability (the answer)": f"{stability} — ARI between the spectral clustering the "
+        "answer comes from, with the run's seed and with seed + 1 (1 = identical)",
     }
     return (
         '<h2 id="metrics">Metrics: every method side by side</h2>'
