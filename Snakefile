@@ -1,7 +1,8 @@
 # Self-supervised co-localization of MSI ion images (after Hu, Bindu & Laskin, Chem. Sci. 2022).
 # The pipeline, per data set in the sample sheet:
 #   imzML -> convert -> peaks -> ion_images -> train_simclr -> embed -> cluster -> self_label
-#         -> answer -> evaluate -> report (rules/common.smk: STEPS); summary.html over all
+#         -> answer -> evaluate -> report (rules/common.smk: STEPS); summary.html over all;
+#   embed_compare makes the comparison methods' features for evaluate
 # Every output lives under results/{dataset}/; see README.md for the table of outputs.
 import os
 

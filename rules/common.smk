@@ -117,6 +117,13 @@ def n_clusters(wildcards):
     return dataset(wildcards)["n_clusters"] or config["cluster"]["n_clusters"]
 
 
+def auto_k_smoothing(wildcards):
+    """compare.smooth_sigma for choose_k where K is chosen from the data, else None: a given
+    K depends on nothing else, so a changed smoothing reruns only what uses it."""
+    auto = n_clusters(wildcards) == "auto"
+    return config["compare"]["smooth_sigma"] if auto else None
+
+
 def _slurm_setting(key, env_var):
     """A SLURM setting from config, else from the environment, else None (cluster default)."""
     return config["slurm"][key] or os.environ.get(env_var) or None
@@ -203,7 +210,7 @@ def all_outputs():
 
 # A data set's steps in pipeline order (the report lists their wall times in this order).
 STEPS = ["convert", "peaks", "names", "ion_images", "choose_k", "train_simclr", "embed"]
-STEPS += ["cluster", "self_label", "answer", "evaluate", "report"]
+STEPS += ["embed_compare", "cluster", "self_label", "answer", "evaluate", "report"]
 
 
 def warn_about_gaps():

@@ -28,6 +28,7 @@ rule evaluate:
     input:
         images=rules.ion_images.output.images,
         embeddings=rules.embed.output.embeddings,
+        compare_embeddings=rules.embed_compare.output.embeddings,
         sc_clusters=rules.cluster.output.clusters,
         n_clusters=rules.choose_k.output.n_clusters,
         selflabel_clusters=rules.self_label.output.clusters,

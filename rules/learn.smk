@@ -40,11 +40,30 @@ rule embed:
     threads: config["resources"]["gpu"]["threads"]
     resources:
         **job_resources("cpu"),
+    script:
+        "../scripts/embed.py"
+
+
+rule embed_compare:
+    input:
+        images=rules.ion_images.output.images,
+        model=rules.train_simclr.output.model,
+    output:
+        embeddings="results/{dataset}/embeddings_compare.h5",
+    log:
+        "results/{dataset}/logs/embed_compare.log",
+    benchmark:
+        "results/{dataset}/benchmarks/embed_compare.tsv"
+    conda:
+        "../envs/learn.yaml"
+    threads: config["resources"]["gpu"]["threads"]
+    resources:
+        **job_resources("cpu"),
     params:
         compare=settings("compare"),
         seed=config["seed"],
     script:
-        "../scripts/embed.py"
+        "../scripts/embed_compare.py"
 
 
 rule cluster:

@@ -102,7 +102,7 @@ rule choose_k:
         **job_resources("cpu"),
     params:
         cluster=cluster_settings,
-        compare=settings("compare"),
+        smooth_sigma=auto_k_smoothing,
         seed=config["seed"],
     script:
         "../scripts/choose_k.py"

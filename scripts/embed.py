@@ -1,5 +1,5 @@
-"""Embed ion images: the trained encoder, and for comparison the untrained one, a
-convolutional autoencoder and an ImageNet-pretrained CNN (where its weights are installed)."""
+"""Embed ion images with the trained encoder (the comparison representations are made by
+embed_compare, so that changing a comparison setting reruns nothing downstream of this)."""
 
 import logging
 from pathlib import Path
@@ -8,10 +8,8 @@ import torch
 
 from msicoloc.embeddings import write_embeddings
 from msicoloc.images import read_ion_images
-from msicoloc.models import installed_imagenet_weights
-from msicoloc.settings import CompareSettings
 from msicoloc.step import run_step
-from msicoloc.train import embed, imagenet_features, load_encoder, train_autoencoder
+from msicoloc.train import embed, load_encoder
 
 log = logging.getLogger("msicoloc.embed")
 
@@ -21,43 +19,21 @@ def main(
     model: Path,
     embeddings: Path,
     *,
-    compare: CompareSettings,
-    seed: int,
     inference_batch: int,
     device: str,
     threads: int = 1,
     dataset: str = "?",
 ) -> None:
-    """Write embeddings.h5: features of every ion image by each learned representation."""
+    """Write embeddings.h5: the trained encoder's features of every ion image."""
     stack, mz, mask = read_ion_images(images, "small")
     trained, meta = load_encoder(model)
-    untrained, _ = load_encoder(model, initial=True)
     run = {"batch_size": inference_batch, "device": device, "threads": threads}
-    features = {
-        "features": embed(trained, stack, mask, image_size=meta["image_size"], **run),
-        "features_untrained": embed(untrained, stack, mask, image_size=meta["image_size"], **run),
-    }
-    log.info("embedded %d ion images into %d features", *features["features"].shape)
-    features["features_autoencoder"] = train_autoencoder(
-        stack, mask, compare.autoencoder, seed=seed, device=device, threads=threads
-    )
-    imagenet = compare.imagenet
-    weights = installed_imagenet_weights() if imagenet.weights == "auto" else imagenet.weights
-    if weights:
-        features["features_imagenet"] = imagenet_features(
-            stack,
-            mask,
-            encoder_name=imagenet.encoder,
-            weights=weights,
-            image_size=imagenet.image_size,
-            **run,
-        )
-    else:
-        log.info("no ImageNet weights (compare.imagenet.weights): that comparison is left out")
+    features = embed(trained, stack, mask, image_size=meta["image_size"], **run)
+    log.info("embedded %d ion images into %d features", *features.shape)
     write_embeddings(
         embeddings,
         mz,
-        features,
+        {"features": features},
         encoder=meta["encoder_name"],
         image_size=meta["image_size"],
         untrained="pretrained" if meta["pretrained"] else "random init",

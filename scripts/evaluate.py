@@ -22,13 +22,15 @@ from msicoloc.step import atomic_output, run_step
 
 log = logging.getLogger("evaluate")
 
-INPUTS = ["images", "embeddings", "sc_clusters", "n_clusters", "selflabel_clusters", "clusters"]
+INPUTS = ["images", "embeddings", "compare_embeddings", "sc_clusters", "n_clusters"]
+INPUTS += ["selflabel_clusters", "clusters"]
 OUTPUTS = ["metrics", "isotopes", "colocalization", "methods_table", "network", "members"]
 
 
 def main(
     images: Path,
     embeddings: Path,
+    compare_embeddings: Path,
     sc_clusters: Path,
     selflabel_clusters: Path,
     clusters: Path,
@@ -54,6 +56,7 @@ def main(
     cluster = with_chosen_k(cluster, n_clusters)
     mz, mask = read_ion_mz(images), read_mask(images)
     _, feats, _ = read_embeddings(embeddings, mz)
+    feats |= read_embeddings(compare_embeddings, mz, require="features_untrained")[1]
     try:
         check_cluster_args(len(mz), cluster.n_clusters, cluster.n_neighbors)
     except ValueError as err:

@@ -341,14 +341,12 @@ def test_choose_k_step_writes_given_or_chosen_number(stack_file, tmp_path):
     step = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(step)
     path, _, _ = stack_file
-    compare = workflow_settings("compare")
+    sigma = workflow_settings("compare").smooth_sigma
     out = tmp_path / "k.json"
-    step.main(
-        path, out, cluster=workflow_settings("cluster", n_clusters=7), compare=compare, seed=0
-    )
+    step.main(path, out, cluster=workflow_settings("cluster", n_clusters=7), seed=0)
     assert json.loads(out.read_text()) == {"n_clusters": 7, "chosen_by": "given"}
     auto = workflow_settings("cluster", n_clusters="auto", auto_range=(2, 8))
-    step.main(path, out, cluster=auto, compare=compare, seed=0)
+    step.main(path, out, cluster=auto, seed=0, smooth_sigma=sigma)
     record = json.loads(out.read_text())
     assert record["chosen_by"] == "parallel_analysis" and record["n_clusters"] == 3
     assert len(record["eigenvalues"]) == len(record["null_eigenvalues"]) == 9

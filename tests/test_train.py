@@ -236,27 +236,31 @@ def test_step_scripts_end_to_end(tmp_path, stack):
     train_step(tmp_path, h5, batch_size=16, epochs=2)
     hist = pd.read_csv(tmp_path / "simclr.tsv", sep="\t")
     assert list(hist.columns) == ["epoch", "loss", "lr", "seconds"] and len(hist) == 2
+    run = {"inference_batch": 256, "device": "cpu", "threads": 2}
     load_step("embed").main(
+        images=h5, model=tmp_path / "simclr.pt", embeddings=tmp_path / "emb.h5", **run
+    )
+    load_step("embed_compare").main(
         images=h5,
         model=tmp_path / "simclr.pt",
-        embeddings=tmp_path / "emb.h5",
+        embeddings=tmp_path / "emb_compare.h5",
         compare=workflow_settings(
             "compare",
             autoencoder={"image_size": 16, "latent_dim": 8, "epochs": 1, "batch_size": 8},
             imagenet={"weights": None},
         ),
         seed=0,
-        inference_batch=256,
-        device="cpu",
-        threads=2,
+        **run,
     )
-    with h5py.File(tmp_path / "emb.h5") as f:
-        feats, untrained = f["features"][()], f["features_untrained"][()]
+    with h5py.File(tmp_path / "emb.h5") as f, h5py.File(tmp_path / "emb_compare.h5") as g:
+        assert sorted(f) == ["features", "mz"]
+        feats, untrained = f["features"][()], g["features_untrained"][()]
         assert feats.shape == untrained.shape == (40, 1024)
-        assert f["features_autoencoder"].shape == (40, 8)
-        assert "features_imagenet" not in f  # weights: null leaves that comparison out
+        assert g["features_autoencoder"].shape == (40, 8)
+        assert "features_imagenet" not in g  # weights: null leaves that comparison out
         assert not np.allclose(feats, untrained)
         assert np.array_equal(f["mz"][()], read_ion_images(h5)[1])
+        assert np.array_equal(g["mz"][()], f["mz"][()])
     step = load_step("cluster")
     step.main(
         embeddings=tmp_path / "emb.h5",

@@ -115,8 +115,9 @@ def test_learning_outputs(tiny_run):
     learned = pd.read_csv(out / "clusters_selflabel.tsv", sep="\t")
     assert list(learned.columns) == ["mz", "cluster", "confidence", "sc_cluster"]
     assert np.array_equal(learned.cluster, clusters.learned_cluster)
-    with h5py.File(out / "embeddings.h5") as h5:
-        assert h5["features"].shape == (len(clusters), h5["features_untrained"].shape[1])
+    with h5py.File(out / "embeddings.h5") as h5, h5py.File(out / "embeddings_compare.h5") as cmp:
+        assert h5["features"].shape == (len(clusters), cmp["features_untrained"].shape[1])
+        assert cmp["features_autoencoder"].shape[0] == len(clusters)
     history = pd.read_csv(out / "model" / "simclr_history.tsv", sep="\t")
     assert list(history.epoch) == [1, 2] and np.isfinite(history.loss).all()
     metrics = json.loads((out / "metrics.json").read_text())
@@ -302,6 +303,7 @@ def test_adding_a_data_set_schedules_only_its_jobs(finished):
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = scheduled(res.stdout)
     per_dataset = {"convert", "peaks", "names", "ion_images", "choose_k", "train_simclr", "embed"}
+    per_dataset |= {"embed_compare"}
     per_dataset |= {"cluster"}
     per_dataset |= {"self_label", "answer", "evaluate", "report"}
     assert sorted(r for r, d in jobs if d == "new") == sorted(per_dataset)
@@ -333,6 +335,19 @@ def test_auto_n_clusters_counts_the_classes_and_reclusters(finished):
     rules = {r for r, _ in scheduled(res.stdout)}
     assert {"cluster", "answer", "evaluate", "report"} <= rules
     assert not rules & {"convert", "peaks", "ion_images", "train_simclr", "embed"}
+
+
+def test_comparison_settings_rerun_only_the_comparison(finished):
+    """A comparison method's setting (the autoencoder's epochs, NMF's components, the
+    smoothing with a given K) reruns the comparison and what reports it, never the learned
+    pipeline or the number of clusters."""
+    (finished / "cmp.yaml").write_text(
+        "compare: {autoencoder: {epochs: 3}, nmf_components: 7, smooth_sigma: 1.5}\n"
+    )
+    res = snakemake(finished, "--configfile", "test.yaml", "cmp.yaml", "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    rules = {r for r, _ in scheduled(res.stdout)}
+    assert rules == {"embed_compare", "answer", "evaluate", "report", "summary", "all"}, rules
 
 
 def test_execution_settings_rerun_nothing(finished):

@@ -1,5 +1,6 @@
-"""embeddings.h5: one feature matrix per representation of the ion images, written by the
-embed step and read by cluster, evaluate and report (rows in the ion images' order)."""
+"""embeddings.h5 and embeddings_compare.h5: one feature matrix per representation of the
+ion images, written by the embed and embed_compare steps and read by cluster, evaluate and
+report (rows in the ion images' order)."""
 
 from __future__ import annotations
 
@@ -25,16 +26,17 @@ def write_embeddings(
 
 
 def read_embeddings(
-    path: str | os.PathLike[str], mz: np.ndarray | None = None
+    path: str | os.PathLike[str], mz: np.ndarray | None = None, require: str = "features"
 ) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
-    """The m/z, every feature matrix (as stored) and the attributes of an embeddings.h5.
+    """The m/z, every feature matrix (as stored) and the attributes of an embeddings file
+    that holds the matrix ``require``.
 
     With ``mz``, the file must describe exactly these ion images (same number and m/z).
     """
     try:
         with h5py.File(path, "r") as f:
-            if "features" not in f or "mz" not in f:
-                raise InputError(path, "no dataset 'features' or 'mz' (not an embeddings file?)")
+            if require not in f or "mz" not in f:
+                raise InputError(path, f"no dataset {require!r} or 'mz' (not the right file?)")
             stored_mz = f["mz"][()]
             features = {k: f[k][()] for k in f if k != "mz"}
             attrs = dict(f.attrs)
