@@ -18,7 +18,7 @@ rule answer:
     params:
         settings=settings("answer"),
         cluster=cluster_settings,
-        compare=settings("compare"),
+        smooth_sigma=config["compare"]["smooth_sigma"],
         seed=config["seed"],
     script:
         "../scripts/answer.py"

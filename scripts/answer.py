@@ -11,7 +11,7 @@ from msicoloc.cluster import check_cluster_args, read_clusters, with_chosen_k, w
 from msicoloc.evaluate import answer_clusters
 from msicoloc.images import read_ion_mz
 from msicoloc.names import read_peak_names
-from msicoloc.settings import AnswerSettings, ClusterSettings, CompareSettings
+from msicoloc.settings import AnswerSettings, ClusterSettings
 from msicoloc.step import run_step
 
 log = logging.getLogger("msicoloc.answer")
@@ -26,7 +26,7 @@ def main(
     n_clusters: Path | None = None,
     settings: AnswerSettings,
     cluster: ClusterSettings,
-    compare: CompareSettings,
+    smooth_sigma: float,
     seed: int,
     threads: int = 1,
     dataset: str = "?",
@@ -35,7 +35,8 @@ def main(
 
     cluster 0 is the largest; confidence is the share of an ion's nearest neighbours in its
     cluster (or the self-labeling classifier's probability); learned_cluster is the learned
-    pipeline's cluster, for comparison.
+    pipeline's cluster, for comparison; ``smooth_sigma`` is compare.smooth_sigma, the blur
+    of the smoothed-Pearson answer.
     """
     cluster = with_chosen_k(cluster, n_clusters)
     mz = read_ion_mz(images)
@@ -46,7 +47,7 @@ def main(
         raise InputError(images, str(err)) from None
     with threadpool_limits(limits=max(1, threads)):
         labels, confidence = answer_clusters(
-            settings.method, images, learned, cluster, compare, seed=seed
+            settings.method, images, learned, cluster, smooth_sigma=smooth_sigma, seed=seed
         )
     sizes = np.bincount(labels, minlength=cluster.n_clusters)
     log.info("answer by %s: %d clusters, sizes %s", settings.method, len(sizes), sizes.tolist())

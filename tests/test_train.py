@@ -307,7 +307,7 @@ def test_step_scripts_end_to_end(tmp_path, stack):
             names=names,
             clusters=answer,
             settings=workflow_settings("answer", method=method),
-            compare=workflow_settings("compare", smooth_sigma=1.0),
+            smooth_sigma=1.0,
             cluster=cluster,
             seed=0,
         )

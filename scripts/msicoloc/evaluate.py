@@ -15,9 +15,10 @@ import pandas as pd
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from msicoloc.baselines import (
+    classical_grams,
     cosine_similarity,
+    gram_features,
     nearest_neighbours,
-    representation_from_file,
     representations_from_file,
 )
 from msicoloc.cluster import knn_agreement, knn_spectral_clustering
@@ -128,21 +129,23 @@ def answer_clusters(
     images: str | os.PathLike[str],
     learned: pd.DataFrame,
     cluster: ClusterSettings,
-    compare: CompareSettings,
     *,
+    smooth_sigma: float,
     seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The workflow's answer (labels, confidence) by ``answer.method``.
 
-    ``pearson_smooth``: spectral clustering of smoothed Pearson correlation, confidence =
-    share of an ion's nearest neighbours in its cluster; ``simclr_selflabel``: the learned
-    pipeline's clusters and classifier probabilities (``learned``, clusters_selflabel.tsv).
+    ``pearson_smooth``: spectral clustering of the Pearson correlations of the images after
+    an on-tissue blur of ``smooth_sigma`` pixels, confidence = share of an ion's nearest
+    neighbours in its cluster; ``simclr_selflabel``: the learned pipeline's clusters and
+    classifier probabilities (``learned``, clusters_selflabel.tsv).
     """
     if method == "simclr_selflabel":
         return learned["cluster"].to_numpy(np.int64), learned["confidence"].to_numpy(float)
     if method != "pearson_smooth":
         raise ValueError(f"answer.method must be one of {list(ANSWER_SOURCE)}, got {method!r}")
-    features = representation_from_file("pearson_smooth", images, compare, seed)
+    gram = classical_grams(images, ["pearson_smooth"], smooth_sigma=smooth_sigma)
+    features = gram_features(gram["pearson_smooth"])
     labels = knn_spectral_clustering(features, cluster, random_state=seed)
     return labels, knn_agreement(features, labels, cluster.n_neighbors)
 
