@@ -381,15 +381,14 @@ def classical_grams(
 
 
 def random_signs(seed: int, r0: int, r1: int, n: int, w: int) -> np.ndarray:
-    """Random signs (float32, n x (r1 - r0) x w) for rows ``r0..r1`` of ``n`` images of
+    """Random signs (float32, n x (r1 - r0) x w, r1 > r0) for rows ``r0..r1`` of ``n`` images of
     width ``w``; each row has its own generator, so a row gets the same signs whichever band
     of :func:`classical_grams` (or its halo) reads it."""
     rows = [
         np.random.default_rng([seed, r]).integers(0, 2, (n, w), dtype=np.int8)
         for r in range(r0, r1)
     ]
-    signs = np.stack(rows, axis=1) if rows else np.zeros((n, 0, w), dtype=np.int8)
-    return (2 * signs - 1).astype(np.float32)
+    return (2 * np.stack(rows, axis=1) - 1).astype(np.float32)
 
 
 class _RowStream:
@@ -480,7 +479,6 @@ def representations_from_file(
     random_state: int,
     *,
     blur_sigma: float | None = None,
-    null_seed: int | None = None,
     workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """:func:`representation` of every named method for the ion images of an ion_images.h5,

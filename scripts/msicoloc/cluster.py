@@ -245,10 +245,10 @@ def parallel_analysis_n_clusters(
     (smoothed Pearson), ``null_correlation`` that of the same images with nothing
     co-localized (every pixel's deviation given a random sign,
     :func:`msicoloc.baselines.classical_grams`), so with the same noise, smoothing, number of
-    pixels and ions. K groups of ions that share a spatial
-    pattern within a group give K eigenvalues of the correlation matrix above the null's
-    eigenvalues of the same rank (K - 1 where the patterns tile the tissue: centring removes
-    their sum); the rest lie among the null's. K is the number of leading eigenvalues above
+    pixels and ions. K groups of ions that share a spatial pattern within a group give K
+    eigenvalues of the correlation matrix above the null's eigenvalues of the same rank
+    (K - 1 where the patterns tile the tissue: centring removes their sum); the rest lie
+    among the null's. K is the number of leading eigenvalues above
     the null's, clipped to ``auto_range`` and to fewer than the number of ions.
 
     Unlike the eigengap of a kNN graph, this counts patterns that ions share however noisy
